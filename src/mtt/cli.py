@@ -1,0 +1,39 @@
+"""The `mtt` command: one subcommand per pipeline stage.
+
+Each stage lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
+modules are imported only when their subcommand runs, so `mtt --help` stays fast.
+"""
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "tag": ("mtt.tag", "predict tags for audio files with a checkpoint"),
+    "demo-data": ("mtt.demo_data", "generate the embedded demo dataset (MSD layout)"),
+    "split": ("mtt.split", "build an artist-level stratified split (CALS)"),
+    "preprocess": ("mtt.preprocess", "decode audio into a log-mel HDF5 shard"),
+    "train": ("mtt.train", "train a teacher or a noisy student"),
+    "evaluate": ("mtt.evaluate", "song-level metrics of a checkpoint on a split"),
+    "pseudo-label": ("mtt.pseudo_label", "teacher soft labels for one mel shard"),
+    "summarize": ("mtt.summarize", "gather evaluation results into one table"),
+    "plots": ("mtt.plots", "figures for the workflow report"),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="mtt", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
