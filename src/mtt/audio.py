@@ -1,0 +1,60 @@
+"""Decoding: any audio file libsndfile reads -> mono float32 waveform at the front end's rate.
+
+libsndfile (through soundfile) reads WAV, FLAC, Ogg Vorbis/Opus and MP3. Other sample rates are
+converted with soxr at high quality; multi-channel audio is averaged to mono.
+"""
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+from mtt.frontend import SAMPLE_RATE
+
+
+class AudioError(Exception):
+    """A file that cannot be used as audio; `str()` is "PATH: reason"."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def load_audio(path) -> np.ndarray:
+    """Decode `path` to a 1-D float32 waveform at `SAMPLE_RATE` Hz, channels averaged.
+
+    Raises `AudioError` for a missing, unreadable or non-audio file, a file without samples, or
+    samples that are not finite (NaN or infinity in a float file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    try:
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as error:
+        raise AudioError(path, f"not readable as audio ({_libsndfile_reason(error)})") from error
+    except Exception as error:  # e.g. a decoder failing half-way through
+        raise AudioError(path, f"not readable as audio ({_one_line(error)})") from error
+    if samples.shape[0] == 0:
+        raise AudioError(path, "no audio samples")
+    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(mono).all():
+        raise AudioError(path, "non-finite samples (NaN or infinity)")
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _libsndfile_reason(error: soundfile.LibsndfileError) -> str:
+    # libsndfile answers "file does not exist or is not a regular file" for data it cannot parse
+    # at all; the file was checked to exist above, so say what it really means.
+    if "does not exist" in error.error_string:
+        return "unrecognised format or corrupt data"
+    return _one_line(error.error_string)
+
+
+def _one_line(error) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

@@ -1,0 +1,166 @@
+"""`MelStore`: read songs, random crops or evenly spaced chunks from one or many mel shards.
+
+The index (track_id -> shard, first frame, frame count) is built from each shard's small
+`track_id` and `offset` datasets; the `mel` data is read slice by slice, never whole. HDF5 files
+are opened lazily and reopened in a new process, so a store can be handed to DataLoader workers
+(fork or spawn: it pickles without its open files).
+"""
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mtt.frontend import N_MELS, POWER_FLOOR, frontend_params
+
+DB_FLOOR = float(10.0 * np.log10(POWER_FLOOR))  # -100 dB: the value of silence, used as padding
+SHARD_FORMAT = "mtt-mel-shard"
+SHARD_VERSIONS = (1,)
+
+
+class MelStore:
+    def __init__(self, paths):
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        self.paths = [str(Path(p)) for p in paths]
+        track_ids, shard_of, starts, stops = [], [], [], []
+        for shard, path in enumerate(self.paths):
+            ids, offsets = _read_index(path)
+            track_ids.extend(ids)
+            shard_of.append(np.full(len(ids), shard, dtype=np.int32))
+            starts.append(offsets[:-1])
+            stops.append(offsets[1:])
+        self.track_ids: list[str] = track_ids
+        self._row = {}
+        for row, track_id in enumerate(track_ids):
+            previous = self._row.setdefault(track_id, row)
+            if previous != row:
+                raise ValueError(f"track {track_id!r} is stored twice: in "
+                                 f"{self.paths[self._shard_of_row(previous, shard_of)]} and "
+                                 f"{self.paths[self._shard_of_row(row, shard_of)]}")
+        self._shard = np.concatenate(shard_of) if shard_of else np.zeros(0, np.int32)
+        self._start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+        self._stop = np.concatenate(stops) if stops else np.zeros(0, np.int64)
+        self._pid = None
+        self._datasets = {}
+
+    @staticmethod
+    def _shard_of_row(row, shard_of) -> int:
+        return int(np.concatenate(shard_of)[row])
+
+    # ---------------------------------------------------------------------------------- index
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    def __contains__(self, track_id) -> bool:
+        return track_id in self._row
+
+    def num_frames(self, track_id: str) -> int:
+        row = self._lookup(track_id)
+        return int(self._stop[row] - self._start[row])
+
+    def _lookup(self, track_id: str) -> int:
+        try:
+            return self._row[track_id]
+        except KeyError:
+            raise KeyError(f"track {track_id!r} is in none of the shards {self.paths}") from None
+
+    # ---------------------------------------------------------------------------------- reads
+
+    def read_song(self, track_id: str) -> np.ndarray:
+        """The whole song, (128, frames) float32 dB."""
+        row = self._lookup(track_id)
+        return self._read(row, 0, int(self._stop[row] - self._start[row]))
+
+    def read_crop(self, track_id: str, frames: int, rng: np.random.Generator) -> np.ndarray:
+        """`frames` consecutive frames from a uniformly random start, (128, frames) float32.
+
+        A song shorter than `frames` is returned whole, padded at the end with the dB floor."""
+        row = self._lookup(track_id)
+        length = int(self._stop[row] - self._start[row])
+        if length >= frames:
+            start = int(rng.integers(0, length - frames + 1))
+            return self._read(row, start, frames)
+        return _pad(self._read(row, 0, length), frames)
+
+    def read_chunks(self, track_id: str, n_chunks: int, frames: int) -> np.ndarray:
+        """`n_chunks` chunks of `frames` frames evenly spaced over the song, the first at its
+        start and the last ending at its end: (n_chunks, 128, frames) float32. A song shorter
+        than `frames` gives copies of the padded song."""
+        if n_chunks < 1:
+            raise ValueError(f"n_chunks must be at least 1, got {n_chunks}")
+        row = self._lookup(track_id)
+        length = int(self._stop[row] - self._start[row])
+        if length <= frames:
+            song = _pad(self._read(row, 0, length), frames)
+            return np.repeat(song[None], n_chunks, axis=0)
+        starts = np.rint(np.linspace(0, length - frames, n_chunks)).astype(np.int64)
+        if n_chunks * frames < length:  # sparse chunks: read only them
+            return np.stack([self._read(row, int(s), frames) for s in starts])
+        song = self._read(row, 0, length)
+        return np.stack([song[:, s:s + frames] for s in starts])
+
+    def _read(self, row: int, start: int, frames: int) -> np.ndarray:
+        mel = self._dataset(int(self._shard[row]))
+        first = int(self._start[row]) + start
+        block = mel[first:first + frames]  # (frames, 128) float16
+        return np.ascontiguousarray(block.T, dtype=np.float32)
+
+    def _dataset(self, shard: int) -> h5py.Dataset:
+        if self._pid != os.getpid():  # first use, or a new (forked) process: own handles
+            self._datasets = {}
+            self._pid = os.getpid()
+        mel = self._datasets.get(shard)
+        if mel is None:
+            mel = h5py.File(self.paths[shard], "r")["mel"]
+            self._datasets[shard] = mel
+        return mel
+
+    def close(self) -> None:
+        for mel in self._datasets.values():
+            mel.file.close()
+        self._datasets = {}
+
+    # ------------------------------------------------------------------------------- pickling
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_datasets"] = {}
+        state["_pid"] = None
+        return state
+
+
+def _pad(mel: np.ndarray, frames: int) -> np.ndarray:
+    padded = np.full((N_MELS, frames), DB_FLOOR, dtype=np.float32)
+    padded[:, :mel.shape[1]] = mel
+    return padded
+
+
+def _read_index(path: str) -> tuple[list[str], np.ndarray]:
+    """track_ids and offsets of one shard, after checking it is a mel shard of this front end."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: mel shard not found")
+    try:
+        shard = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path}: not an HDF5 file ({error})") from None
+    with shard:
+        if shard.attrs.get("format") != SHARD_FORMAT or \
+                shard.attrs.get("format_version") not in SHARD_VERSIONS:
+            raise ValueError(f"{path}: not a mel shard of a supported version "
+                             f"(format={shard.attrs.get('format')!r}, "
+                             f"version={shard.attrs.get('format_version')!r})")
+        for key, expected in frontend_params().items():
+            stored = shard.attrs.get(key)
+            if isinstance(stored, bytes):
+                stored = stored.decode()
+            if stored != expected:
+                raise ValueError(f"{path}: made with a different front end "
+                                 f"({key}={stored!r}, this code uses {expected!r})")
+        track_ids = list(shard["track_id"].asstr()[()])
+        offsets = shard["offset"][()].astype(np.int64)
+    if len(offsets) != len(track_ids) + 1:
+        raise ValueError(f"{path}: offset has {len(offsets)} entries for "
+                         f"{len(track_ids)} tracks (expected one more)")
+    return track_ids, offsets

@@ -1,0 +1,278 @@
+"""`mtt preprocess`: decode the tracks of a TSV into one log-mel HDF5 shard.
+
+Every track is decoded (`mtt.audio.load_audio`) and turned into log-mel by the model's own front
+end (`mtt.frontend.LogMel`) in worker processes; the main process writes the songs in TSV order,
+so the shard is byte-identical whatever the number of workers or their timing. The shard is
+written under a temporary name and renamed when complete; the layout is in docs/FORMATS.md.
+A track that cannot be used is listed in the failures TSV and never stops the run.
+"""
+import argparse
+import csv
+import hashlib
+import multiprocessing
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from mtt.atomic import atomic_path
+from mtt.audio import AudioError, load_audio
+from mtt.frontend import N_MELS, SAMPLE_RATE, LogMel, frontend_params, num_frames
+
+FORMAT_NAME = "mtt-mel-shard"
+FORMAT_VERSION = 1
+CHUNK_FRAMES = 128  # HDF5 chunk of `mel`: 128 frames x 128 bands x 2 bytes = 32 KiB
+WRITE_CHUNKS = 64  # songs are buffered and written 64 whole chunks (2 MiB) at a time
+
+
+class UsageError(Exception):
+    """Arguments or inputs that make the job impossible (exit code 2)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audio-root", required=True, type=Path,
+                        help="folder the `path` column of the tracks TSV is relative to")
+    parser.add_argument("--tracks", required=True, type=Path,
+                        help="tab-separated file with a header and columns track_id and path")
+    parser.add_argument("--out", required=True, type=Path, help="HDF5 shard to write")
+    parser.add_argument("--failures", required=True, type=Path,
+                        help="TSV of the tracks that could not be used (track_id, path, reason)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="decoding processes (default 1: decode in this process)")
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help="tracks shorter than this are failures (default 1.0)")
+    parser.add_argument("--shard-index", type=int, default=0,
+                        help="with --num-shards N: take rows I, I+N, I+2N, ... of the TSV")
+    parser.add_argument("--num-shards", type=int, default=1,
+                        help="number of shards the TSV is split into (default 1)")
+
+
+def run(args) -> int:
+    try:
+        tracks = select_tracks(args.tracks, args.shard_index, args.num_shards)
+        check_options(args)
+    except UsageError as error:
+        print(f"mtt preprocess: error: {error}", file=sys.stderr)
+        return 2
+    fingerprint = selection_fingerprint(tracks, args.min_seconds)
+    if is_up_to_date(args.out, args.failures, fingerprint):
+        print(f"mtt preprocess: {args.out} is complete and up to date; nothing to do",
+              file=sys.stderr)
+        return 0
+    try:
+        stored, failures = build_shard(tracks, args.audio_root, args.out, args.failures,
+                                       workers=args.workers, min_seconds=args.min_seconds,
+                                       fingerprint=fingerprint)
+    except OSError as error:
+        print(f"mtt preprocess: error: cannot write the output: {error}", file=sys.stderr)
+        return 1
+    print(f"mtt preprocess: stored {stored} songs in {args.out}; "
+          f"{failures} failures listed in {args.failures}", file=sys.stderr)
+    return 0
+
+
+def check_options(args) -> None:
+    if not args.audio_root.is_dir():
+        raise UsageError(f"--audio-root {args.audio_root}: not a folder")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if not args.min_seconds >= 0:
+        raise UsageError("--min-seconds must be a number >= 0")
+
+
+# ---------------------------------------------------------------------------------------- input
+
+def select_tracks(tracks_tsv: Path, shard_index: int = 0, num_shards: int = 1) -> pd.DataFrame:
+    """Rows shard_index, shard_index + num_shards, ... of the TSV: columns track_id, path,
+    duplicate (True for a track_id already seen earlier anywhere in the TSV)."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise UsageError(f"--shard-index {shard_index} must be in [0, --num-shards "
+                         f"{num_shards}) and --num-shards at least 1")
+    try:
+        table = pd.read_csv(tracks_tsv, sep="\t", dtype=str, keep_default_na=False,
+                            quoting=csv.QUOTE_NONE)
+    except FileNotFoundError:
+        raise UsageError(f"--tracks {tracks_tsv}: file not found") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UsageError(f"--tracks {tracks_tsv}: not a readable TSV ({error})") from None
+    missing = [column for column in ("track_id", "path") if column not in table.columns]
+    if missing:
+        raise UsageError(f"--tracks {tracks_tsv}: missing column(s) {', '.join(missing)} "
+                         f"(found: {', '.join(map(str, table.columns))})")
+    table = table[["track_id", "path"]].assign(
+        duplicate=table["track_id"].duplicated(keep="first"))
+    return table.iloc[shard_index::num_shards].reset_index(drop=True)
+
+
+def selection_fingerprint(tracks: pd.DataFrame, min_seconds: float) -> str:
+    """Identifies what a shard was built from, so a rerun on other input rebuilds it."""
+    digest = hashlib.sha256(f"{FORMAT_NAME} {FORMAT_VERSION} {min_seconds!r}\n".encode())
+    for track_id, path in zip(tracks["track_id"], tracks["path"]):
+        digest.update(f"{track_id}\t{path}\n".encode())
+    return digest.hexdigest()
+
+
+def is_up_to_date(out: Path, failures: Path, fingerprint: str) -> bool:
+    if not (out.is_file() and failures.is_file()):
+        return False
+    try:
+        with h5py.File(out, "r") as shard:
+            return shard.attrs.get("source_sha256") == fingerprint
+    except OSError:  # unreadable or foreign file: rebuild it
+        return False
+
+
+# ------------------------------------------------------------------------------------- workers
+
+@dataclass
+class TrackResult:
+    mel: np.ndarray | None  # (frames, 128) float16, or None when the track failed
+    num_samples: int
+    reason: str | None
+
+
+_logmel: LogMel | None = None
+
+
+def _init_worker() -> None:
+    global _logmel
+    torch.set_num_threads(1)  # one process per core; intra-op threads would oversubscribe
+    _logmel = LogMel()
+
+
+def process_track(task: tuple[str, float]) -> TrackResult:
+    """Decode one file and compute its log-mel; every problem becomes a failure reason."""
+    global _logmel
+    path, min_seconds = task
+    if _logmel is None:
+        _logmel = LogMel()
+    try:
+        waveform = load_audio(path)
+    except AudioError as error:
+        return TrackResult(None, 0, error.reason)
+    except Exception as error:  # never let one odd file stop a run over a million
+        return TrackResult(None, 0, f"unexpected decoding error: {type(error).__name__}: {error}")
+    seconds = len(waveform) / SAMPLE_RATE
+    if seconds < min_seconds:
+        return TrackResult(None, len(waveform),
+                           f"too short: {seconds:.3f} s < --min-seconds {min_seconds:g}")
+    mel = _logmel(torch.from_numpy(waveform))  # (128, frames) float32 dB
+    mel = mel.T.to(torch.float16).contiguous().numpy()
+    assert mel.shape == (num_frames(len(waveform)), N_MELS)
+    return TrackResult(mel, len(waveform), None)
+
+
+def _results(tasks: list, workers: int):
+    """Results in task order, from this process or a pool of `workers` processes."""
+    if workers == 1:
+        yield from map(process_track, tasks)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(process_track, tasks, chunksize=2)
+
+
+# -------------------------------------------------------------------------------------- output
+
+class ShardWriter:
+    """Appends songs to a new shard file in call order; `close()` writes the index."""
+
+    def __init__(self, path: Path, attributes: dict):
+        self.file = h5py.File(path, "w")
+        for key, value in attributes.items():
+            self.file.attrs[key] = value
+        # track_times=False: HDF5 would otherwise store creation times and the bytes would
+        # differ between two runs over the same input.
+        self.mel = self.file.create_dataset(
+            "mel", shape=(0, N_MELS), maxshape=(None, N_MELS), dtype=np.float16,
+            chunks=(CHUNK_FRAMES, N_MELS), track_times=False)
+        self.track_ids: list[str] = []
+        self.offsets = [0]
+        self.num_samples: list[int] = []
+        self._pending: list[np.ndarray] = []
+        self._pending_frames = 0
+        self._written_frames = 0
+
+    def add(self, track_id: str, mel: np.ndarray, num_samples: int) -> None:
+        self.track_ids.append(track_id)
+        self.offsets.append(self.offsets[-1] + len(mel))
+        self.num_samples.append(num_samples)
+        self._pending.append(mel)
+        self._pending_frames += len(mel)
+        if self._pending_frames >= WRITE_CHUNKS * CHUNK_FRAMES:
+            self._flush(whole_chunks_only=True)
+
+    def _flush(self, whole_chunks_only: bool) -> None:
+        if not self._pending:
+            return
+        block = np.concatenate(self._pending)
+        count = len(block) // CHUNK_FRAMES * CHUNK_FRAMES if whole_chunks_only else len(block)
+        start = self._written_frames
+        self.mel.resize(start + count, axis=0)
+        self.mel[start:start + count] = block[:count]
+        self._written_frames += count
+        rest = block[count:]
+        self._pending = [rest] if len(rest) else []
+        self._pending_frames = len(rest)
+
+    def close(self) -> None:
+        self._flush(whole_chunks_only=False)
+        n = len(self.track_ids)
+        self.file.create_dataset("track_id", shape=(n,), dtype=h5py.string_dtype("utf-8"),
+                                 data=np.array(self.track_ids, dtype=object), track_times=False)
+        self.file.create_dataset("offset", data=np.array(self.offsets, dtype=np.int64),
+                                 track_times=False)
+        self.file.create_dataset("num_samples", data=np.array(self.num_samples, dtype=np.int64),
+                                 track_times=False)
+        self.file.close()
+
+
+def shard_attributes(min_seconds: float, fingerprint: str) -> dict:
+    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **frontend_params(),
+            "min_seconds": float(min_seconds), "source_sha256": fingerprint}
+
+
+def build_shard(tracks: pd.DataFrame, audio_root: Path, out: Path, failures_tsv: Path, *,
+                workers: int = 1, min_seconds: float = 1.0, fingerprint: str = "") -> tuple[int, int]:
+    """Write the shard and the failures TSV; returns (songs stored, failures)."""
+    failures: list[tuple[int, str, str, str]] = []  # (row, track_id, path, reason)
+    to_decode: list[int] = []
+    for row, (track_id, path, duplicate) in enumerate(tracks.itertuples(index=False)):
+        if not track_id or not path:
+            failures.append((row, track_id, path, "empty track_id or path"))
+        elif duplicate:
+            failures.append((row, track_id, path, "duplicate track_id (kept its first row)"))
+        else:
+            to_decode.append(row)
+    tasks = [(str(audio_root / tracks.at[row, "path"]), min_seconds) for row in to_decode]
+    workers = max(1, min(workers, len(tasks)))
+    with atomic_path(out) as partial:
+        writer = ShardWriter(partial, shard_attributes(min_seconds, fingerprint))
+        try:
+            progress = tqdm(_results(tasks, workers), total=len(tasks), unit="song",
+                            desc=out.name, file=sys.stderr, disable=None, mininterval=1.0)
+            for row, result in zip(to_decode, progress):
+                track_id, path = tracks.at[row, "track_id"], tracks.at[row, "path"]
+                if result.reason is None:
+                    writer.add(track_id, result.mel, result.num_samples)
+                else:
+                    failures.append((row, track_id, path, result.reason))
+            writer.close()
+        except BaseException:
+            writer.file.close()
+            raise
+        write_failures(failures_tsv, sorted(failures))
+    return len(writer.track_ids), len(failures)
+
+
+def write_failures(path: Path, failures: list[tuple[int, str, str, str]]) -> None:
+    """Failures TSV (track_id, path, reason), one line per failure, reasons without tabs."""
+    with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as out:
+        out.write("track_id\tpath\treason\n")
+        for _, track_id, track_path, reason in failures:
+            out.write(f"{track_id}\t{track_path}\t{' '.join(reason.split())}\n")
