@@ -1,0 +1,57 @@
+"""Semi-supervised music tagging: CALS split, Music Tagging Transformer teacher, noisy students.
+
+    snakemake --cores all                          # everything, on the embedded demo data
+    snakemake --cores all --configfile config/msd.yaml
+    snakemake --profile profiles/slurm             # GPU stages as SLURM jobs
+    snakemake --cores all --forcerun train_teacher # retrain the teacher and what depends on it
+    snakemake --report report.html                 # HTML report of a finished run
+
+See docs/WORKFLOW.md.
+"""
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+# Every stage runs `python -m mtt.cli`; the project's sources come first on the path, so the same
+# commands work in the project's virtual environment and in the conda env (--sdm conda).
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+
+
+include: "workflow/rules/common.smk"
+
+
+scattergather:
+    **config["preprocess"]["shards"],
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+    teacher="[a-z0-9_]+",
+    student=r"student_[a-z0-9]+(_round[0-9]+)?",
+    model=r"[a-z0-9_]+",
+    scatteritem=r"[0-9]+-of-[0-9]+",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/evaluation.smk"
+
+
+localrules:
+    all,
+    summarize,
+    report,
+
+
+rule all:
+    default_target: True
+    input:
+        rules.summarize.output,
+        rules.report.output,

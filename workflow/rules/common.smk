@@ -1,0 +1,170 @@
+"""Shared helpers: config validation, model names, command-line options from config entries."""
+import shlex
+from pathlib import Path
+
+from jsonschema import ValidationError
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+def validate_config():
+    """Check config against the schema; a bad key or value fails with one line naming it."""
+    try:
+        validate(config, "../schemas/config.schema.yaml")
+    except WorkflowError as error:
+        cause = error.__context__
+        if not isinstance(cause, ValidationError):
+            raise
+        where = "/".join(str(p) for p in cause.absolute_path) or "the top level"
+        raise WorkflowError(f"Invalid configuration at {where}: {cause.message}") from None
+
+
+validate_config()
+
+RESULTS = config["results"]
+SPLITS = ["train", "valid", "test", "student", "none"]
+DEMO = config["dataset"]["format"] == "demo"
+STUDENTS = {k: v for k, v in config["noisy_student"]["students"].items() if v is not None}
+ROUNDS = config["noisy_student"]["rounds"]
+# Keys of the noisy_student section that are not `mtt train` options of every student.
+NOISY_STUDENT_SECTION_KEYS = {"rounds", "students"}
+
+
+def log_path(rule, name="log"):
+    return f"{RESULTS}/logs/{rule}/{name}.log"
+
+
+def benchmark_path(rule, name="benchmark"):
+    return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"
+
+
+def cli_options(options):
+    """`{"conv_channels": 32, "lr": 0.001}` -> `--conv-channels 32 --lr 0.001`."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items()
+    )
+
+
+def stage_resources(stage, gpu=False):
+    """Resources of one stage from config; memory grows with the attempt after an OOM kill."""
+    res = config["resources"][stage]
+    resources = {
+        "mem_mb": lambda wildcards, attempt: res["mem_mb"] * attempt,
+        "runtime": res["runtime"],
+    }
+    if gpu and res.get("gpu", 0) > 0:
+        resources["gpu"] = res["gpu"]
+    return resources
+
+
+# ---- models ------------------------------------------------------------------------------
+
+def student_name(kind, round_):
+    return f"student_{kind}" if round_ == 1 else f"student_{kind}_round{round_}"
+
+
+def parse_student(name):
+    """`student_kd` -> ("kd", 1); `student_kd_round2` -> ("kd", 2)."""
+    stem = name.removeprefix("student_")
+    kind, _, round_ = stem.partition("_round")
+    return kind, int(round_ or 1)
+
+
+def teacher_of(student):
+    """The model that pseudo-labels for `student`: the teacher, then the previous round."""
+    kind, round_ = parse_student(student)
+    return "teacher" if round_ == 1 else student_name(kind, round_ - 1)
+
+
+def supervised_models():
+    models = ["teacher"]
+    if config.get("resnet_teacher", {}).get("enabled", False):
+        models.append("resnet_teacher")
+    return models
+
+
+def student_models():
+    return [student_name(kind, r) for r in range(1, ROUNDS + 1) for kind in STUDENTS]
+
+
+def all_models():
+    return supervised_models() + student_models()
+
+
+def model_dir(model):
+    return f"{RESULTS}/models/{model}"
+
+
+def train_options(model):
+    """`mtt train` options of a model: shared training settings, overridden by its own entry."""
+    options = dict(config["training"])
+    if model in ("teacher", "resnet_teacher"):
+        entry = {k: v for k, v in config[model].items() if k != "enabled"}
+    else:
+        kind, _ = parse_student(model)
+        noisy = config["noisy_student"]
+        entry = {k: v for k, v in noisy.items() if k not in NOISY_STUDENT_SECTION_KEYS}
+        entry.update(STUDENTS[kind])
+    options.update(entry)
+    return cli_options(options)
+
+
+# ---- data --------------------------------------------------------------------------------
+
+def demo_dir():
+    return f"{RESULTS}/data/demo"
+
+
+def split_inputs(wildcards):
+    """Metadata files `mtt split` reads (tracked, so replacing them reruns the split)."""
+    dataset = config["dataset"]
+    if DEMO:
+        return {
+            "track_metadata": f"{demo_dir()}/track_metadata.db",
+            "lastfm_tags": f"{demo_dir()}/lastfm_tags.db",
+            "tag_list": f"{demo_dir()}/tags.txt",
+        }
+    files = {}
+    if dataset["format"] == "msd":
+        files["track_metadata"] = dataset["track_metadata"]
+        files["lastfm_tags"] = dataset["lastfm_tags"]
+    else:
+        files["metadata"] = dataset["metadata"]
+    if "tag_list" in dataset:
+        files["tag_list"] = dataset["tag_list"]
+    return files
+
+
+def split_options(wildcards, input):
+    """`mtt split` options naming the dataset (input files come from `split_inputs`)."""
+    dataset = config["dataset"]
+    options = {"format": "msd" if DEMO else dataset["format"]}
+    for key in ("track_metadata", "lastfm_tags", "metadata", "tag_list"):
+        if key in input.keys():
+            options[key] = input[key]
+    if "audio_ext" in dataset:
+        options["audio_ext"] = dataset["audio_ext"]
+    return cli_options(options)
+
+
+def audio_inputs(wildcards):
+    """The demo's audio folder is a workflow output; real audio is read in place, untracked."""
+    return {"audio": f"{demo_dir()}/audio"} if DEMO else {}
+
+
+def audio_root(wildcards, input):
+    return input.audio if DEMO else config["dataset"]["audio_root"]
+
+
+def shard_index(wildcards):
+    """Snakemake scatter items are `1-of-N`; `mtt preprocess` counts shards from 0."""
+    return int(wildcards.scatteritem.split("-of-")[0]) - 1
+
+
+def mel_shards(*splits):
+    return [path for split in splits for path in getattr(scatter, split)(
+        f"{RESULTS}/mels/{split}/{{scatteritem}}.h5")]
+
+
+def pseudo_label_shards(teacher):
+    return scatter.student(f"{RESULTS}/pseudo_labels/{teacher}/{{scatteritem}}.h5")

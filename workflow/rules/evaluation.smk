@@ -1,0 +1,109 @@
+rule evaluate:
+    input:
+        checkpoint=f"{RESULTS}/models/{{model}}/best.ckpt",
+        tracks=f"{RESULTS}/split/test.tsv",
+        tags=f"{RESULTS}/split/tags.txt",
+        mels=mel_shards("test"),
+    output:
+        metrics=f"{RESULTS}/evaluation/{{model}}/metrics.json",
+        per_tag=f"{RESULTS}/evaluation/{{model}}/per_tag.tsv",
+        predictions=f"{RESULTS}/evaluation/{{model}}/predictions.h5",
+    params:
+        out=lambda wildcards, output: Path(output.metrics).parent,
+        song=(
+            "--whole-song"
+            if config["evaluate"]["whole_song"]
+            else f"--chunks {config['evaluate']['chunks']}"
+        ),
+        bootstrap=config["evaluate"]["bootstrap"],
+        device=config["device"],
+    log:
+        log_path("evaluate", "{model}"),
+    benchmark:
+        benchmark_path("evaluate", "{model}")
+    threads: config["resources"]["evaluate"]["threads"]
+    resources:
+        **stage_resources("evaluate", gpu=True),
+    retries: config["retries"]
+    conda:
+        "../envs/mtt.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m mtt.cli evaluate --checkpoint {input.checkpoint}"
+        " --tracks {input.tracks} --tags {input.tags} --mels {input.mels} --out {params.out}"
+        " {params.song} --bootstrap {params.bootstrap} --device {params.device} > {log} 2>&1"
+
+
+rule summarize:
+    input:
+        evaluations=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=all_models()),
+        histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=all_models()),
+    output:
+        summary=report(
+            f"{RESULTS}/evaluation/summary.tsv",
+            caption="../report/summary.rst",
+            category="Results",
+            labels={"table": "all models"},
+        ),
+        comparison=report(
+            f"{RESULTS}/evaluation/comparison.tsv",
+            caption="../report/comparison.rst",
+            category="Results",
+            labels={"table": "supervised vs noisy student"},
+        ),
+    log:
+        log_path("summarize"),
+    benchmark:
+        benchmark_path("summarize")
+    threads: config["resources"]["report"]["threads"]
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../envs/mtt.yaml"
+    shell:
+        "python -m mtt.cli summarize --metrics {input.evaluations} --histories {input.histories}"
+        " --out {output.summary} --comparison {output.comparison} > {log} 2>&1"
+
+
+PLOTS = {
+    "per_tag_roc_auc": "Per-tag ROC-AUC",
+    "per_tag_pr_auc": "Per-tag PR-AUC",
+    "pr_curves": "PR curves",
+    "training_curves": "Training curves",
+    "split_statistics": "Split statistics",
+}
+
+
+rule report:
+    input:
+        summary=f"{RESULTS}/evaluation/summary.tsv",
+        evaluations=expand(f"{RESULTS}/evaluation/{{model}}/per_tag.tsv", model=all_models()),
+        predictions=expand(
+            f"{RESULTS}/evaluation/{{model}}/predictions.h5", model=all_models()
+        ),
+        histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=all_models()),
+        split_report=f"{RESULTS}/split/report.json",
+    output:
+        **{
+            name: report(
+                f"{RESULTS}/report/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+                labels={"figure": title},
+            )
+            for name, title in PLOTS.items()
+        },
+    params:
+        out=lambda wildcards, output: Path(output.pr_curves).parent,
+    log:
+        log_path("report"),
+    benchmark:
+        benchmark_path("report")
+    threads: config["resources"]["report"]["threads"]
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../envs/mtt.yaml"
+    shell:
+        "python -m mtt.cli plots --summary {input.summary} --per-tag {input.evaluations}"
+        " --predictions {input.predictions} --histories {input.histories}"
+        " --split-report {input.split_report} --out-dir {params.out} > {log} 2>&1"

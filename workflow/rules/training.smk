@@ -1,0 +1,116 @@
+rule train_teacher:
+    input:
+        train=f"{RESULTS}/split/train.tsv",
+        valid=f"{RESULTS}/split/valid.tsv",
+        tags=f"{RESULTS}/split/tags.txt",
+        mels=mel_shards("train", "valid"),
+    output:
+        best=f"{RESULTS}/models/teacher/best.ckpt",
+        history=f"{RESULTS}/models/teacher/history.csv",
+    params:
+        out=lambda wildcards, output: Path(output.best).parent,
+        options=train_options("teacher"),
+        device=config["device"],
+    log:
+        log_path("train_teacher"),
+    benchmark:
+        benchmark_path("train_teacher")
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **stage_resources("train", gpu=True),
+    retries: config["retries"]
+    conda:
+        "../envs/mtt.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
+        " --out {params.out} {params.options} --device {params.device} --workers {threads}"
+        " > {log} 2>&1"
+
+
+rule train_resnet_teacher:
+    input:
+        train=f"{RESULTS}/split/train.tsv",
+        valid=f"{RESULTS}/split/valid.tsv",
+        tags=f"{RESULTS}/split/tags.txt",
+        mels=mel_shards("train", "valid"),
+    output:
+        best=f"{RESULTS}/models/resnet_teacher/best.ckpt",
+        history=f"{RESULTS}/models/resnet_teacher/history.csv",
+    params:
+        out=lambda wildcards, output: Path(output.best).parent,
+        options=train_options("resnet_teacher") if "resnet_teacher" in supervised_models() else "",
+        device=config["device"],
+    log:
+        log_path("train_resnet_teacher"),
+    benchmark:
+        benchmark_path("train_resnet_teacher")
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **stage_resources("train", gpu=True),
+    retries: config["retries"]
+    conda:
+        "../envs/mtt.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
+        " --out {params.out} {params.options} --device {params.device} --workers {threads}"
+        " > {log} 2>&1"
+
+
+rule pseudo_label:
+    input:
+        checkpoint=f"{RESULTS}/models/{{teacher}}/best.ckpt",
+        mels=f"{RESULTS}/mels/student/{{scatteritem}}.h5",
+    output:
+        f"{RESULTS}/pseudo_labels/{{teacher}}/{{scatteritem}}.h5",
+    params:
+        batch_size=config["pseudo_label"]["batch_size"],
+        device=config["device"],
+    log:
+        log_path("pseudo_label", "{teacher}/{scatteritem}"),
+    benchmark:
+        benchmark_path("pseudo_label", "{teacher}/{scatteritem}")
+    threads: config["resources"]["pseudo_label"]["threads"]
+    resources:
+        **stage_resources("pseudo_label", gpu=True),
+    retries: config["retries"]
+    conda:
+        "../envs/mtt.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m mtt.cli pseudo-label --checkpoint {input.checkpoint}"
+        " --mels {input.mels} --out {output} --batch-size {params.batch_size}"
+        " --device {params.device} > {log} 2>&1"
+
+
+rule train_student:
+    input:
+        train=f"{RESULTS}/split/train.tsv",
+        valid=f"{RESULTS}/split/valid.tsv",
+        tags=f"{RESULTS}/split/tags.txt",
+        mels=mel_shards("train", "valid"),
+        unlabeled=mel_shards("student"),
+        pseudo_labels=lambda wildcards: pseudo_label_shards(teacher_of(wildcards.student)),
+    output:
+        best=f"{RESULTS}/models/{{student}}/best.ckpt",
+        history=f"{RESULTS}/models/{{student}}/history.csv",
+    params:
+        out=lambda wildcards, output: Path(output.best).parent,
+        options=lambda wildcards: train_options(wildcards.student),
+        device=config["device"],
+    log:
+        log_path("train_student", "{student}"),
+    benchmark:
+        benchmark_path("train_student", "{student}")
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **stage_resources("train", gpu=True),
+    retries: config["retries"]
+    conda:
+        "../envs/mtt.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
+        " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
+        " --out {params.out} {params.options} --device {params.device} --workers {threads}"
+        " > {log} 2>&1"
