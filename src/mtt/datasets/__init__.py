@@ -1,0 +1,139 @@
+"""Dataset adapters: every supported metadata format -> one normalized `TrackTable`.
+
+A track table holds, for each track, its ID, its artist's ID, its audio path relative to the audio
+root, and a boolean label row over a tag vocabulary (the model's output order). The split and the
+rest of the pipeline only ever see this table, whatever the dataset.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+FORMATS = ("msd", "mtg-jamendo", "mtat", "tsv")
+
+
+class DatasetError(Exception):
+    """Metadata that cannot be used; `str()` names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass
+class TrackTable:
+    track_id: np.ndarray  # (n,) str
+    artist_id: np.ndarray  # (n,) str ("" when unknown)
+    path: np.ndarray  # (n,) str, relative to the audio root
+    labels: np.ndarray  # (n, n_tags) bool
+    tags: list  # the vocabulary, model output order
+
+    def __post_init__(self):
+        n = len(self.track_id)
+        if not (len(self.artist_id) == len(self.path) == self.labels.shape[0] == n):
+            raise ValueError("track table columns differ in length")
+        if self.labels.shape[1] != len(self.tags):
+            raise ValueError("label matrix width differs from the vocabulary size")
+
+    def __len__(self):
+        return len(self.track_id)
+
+    def subset(self, index) -> "TrackTable":
+        return TrackTable(self.track_id[index], self.artist_id[index], self.path[index],
+                          self.labels[index], list(self.tags))
+
+    def tag_strings(self) -> np.ndarray:
+        """Each track's tags joined by ';' in vocabulary order ('' when it has none)."""
+        return join_tags(self.labels, self.tags)
+
+
+def join_tags(labels: np.ndarray, tags) -> np.ndarray:
+    """Rows of a boolean label matrix as ';'-joined tag strings, one join per distinct row."""
+    n = labels.shape[0]
+    if n == 0:
+        return np.array([], dtype=object)
+    packed = np.packbits(labels, axis=1)
+    patterns, inverse = np.unique(packed, axis=0, return_inverse=True)
+    tag_array = np.array(tags, dtype=object)
+    width = labels.shape[1]
+    strings = np.array(
+        [";".join(tag_array[np.unpackbits(p)[:width].astype(bool)]) for p in patterns],
+        dtype=object)
+    return strings[inverse.reshape(-1)]
+
+
+def split_tag_strings(values, path) -> list[list[str]]:
+    """';'-joined tag strings -> lists of tags, stripped, empty entries dropped."""
+    out = []
+    for value in values:
+        if not isinstance(value, str):
+            raise DatasetError(path, f"tags value {value!r} is not text")
+        out.append([t.strip() for t in value.split(";") if t.strip()])
+    return out
+
+
+def choose_vocabulary(tag_lists, path, tags=None, top_tags=None, order="frequency") -> list[str]:
+    """The vocabulary: `tags` if given, else every tag seen (most frequent first, ties by name,
+    or first-seen order with order="seen"), cut to the `top_tags` most frequent if given."""
+    if tags is not None:
+        tags = list(tags)
+        if len(set(tags)) != len(tags):
+            raise DatasetError(path, "the tag list has duplicates")
+        if not tags:
+            raise DatasetError(path, "the tag list is empty")
+        return tags
+    counts = {}
+    for row in tag_lists:
+        for t in row:
+            counts[t] = counts.get(t, 0) + 1
+    if not counts:
+        raise DatasetError(path, "no tags found")
+    if order == "seen":
+        vocab = list(counts)
+    else:
+        vocab = sorted(counts, key=lambda t: (-counts[t], t))
+    if top_tags is not None:
+        keep = set(sorted(counts, key=lambda t: (-counts[t], t))[:top_tags])
+        vocab = [t for t in vocab if t in keep]
+    return vocab
+
+
+def label_matrix(tag_lists, vocab) -> np.ndarray:
+    """Lists of tags -> (n, len(vocab)) bool; tags outside the vocabulary are ignored."""
+    index = {t: i for i, t in enumerate(vocab)}
+    labels = np.zeros((len(tag_lists), len(vocab)), dtype=bool)
+    for row, tags in enumerate(tag_lists):
+        for t in tags:
+            column = index.get(t)
+            if column is not None:
+                labels[row, column] = True
+    return labels
+
+
+def check_unique_ids(track_id, path):
+    values, counts = np.unique(track_id, return_counts=True)
+    if (counts > 1).any():
+        raise DatasetError(path, f"duplicate track IDs, e.g. {values[counts > 1][0]!r}")
+
+
+def load_tracks(format: str, *, metadata=None, track_metadata=None, lastfm_tags=None, tags=None,
+                top_tags=None, min_tag_weight=None, audio_ext="mp3") -> TrackTable:
+    """Read one dataset's metadata into a `TrackTable` (see each adapter for the format)."""
+    if format == "msd":
+        from mtt.datasets.msd import load_msd
+        if track_metadata is None or lastfm_tags is None:
+            raise ValueError("--format msd needs --track-metadata and --lastfm-tags")
+        return load_msd(track_metadata, lastfm_tags, tags=tags, top_tags=top_tags,
+                        min_tag_weight=min_tag_weight, audio_ext=audio_ext)
+    if metadata is None:
+        raise ValueError(f"--format {format} needs --metadata")
+    if format == "mtg-jamendo":
+        from mtt.datasets.mtg_jamendo import load_mtg_jamendo
+        return load_mtg_jamendo(metadata, tags=tags, top_tags=top_tags)
+    if format == "mtat":
+        from mtt.datasets.mtat import load_mtat
+        return load_mtat(metadata, tags=tags, top_tags=top_tags)
+    if format == "tsv":
+        from mtt.datasets.tsv import load_tsv
+        return load_tsv(metadata, tags=tags, top_tags=top_tags)
+    raise ValueError(f"unknown dataset format {format!r} (choose from {', '.join(FORMATS)})")

@@ -1,0 +1,45 @@
+"""MTG-Jamendo: `autotagging*.tsv`, tab-separated `TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS...`
+with one tag per trailing column (e.g. `genre---rock`, `mood/theme---happy`). PATH is relative to
+the audio root. The vocabulary defaults to every tag in the file, most frequent first.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from mtt.datasets import (DatasetError, TrackTable, check_unique_ids, choose_vocabulary,
+                          label_matrix)
+
+HEADER = ["TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION"]
+
+
+def read_mtg_jamendo(path):
+    """(track_ids, artist_ids, paths, tag lists) of an autotagging TSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "file not found")
+    track_ids, artist_ids, paths, tag_lists = [], [], [], []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").split("\t")
+        if header[:5] != HEADER:
+            raise DatasetError(path, f"header {header[:5]} is not {HEADER} + TAGS")
+        for line_number, line in enumerate(f, start=2):
+            fields = line.rstrip("\r\n").split("\t")
+            if fields == [""]:
+                continue
+            if len(fields) < 5:
+                raise DatasetError(path, f"line {line_number}: {len(fields)} columns, expected "
+                                         "at least 5")
+            track_ids.append(fields[0])
+            artist_ids.append(fields[1])
+            paths.append(fields[3])
+            tag_lists.append([t for t in fields[5:] if t])
+    return track_ids, artist_ids, paths, tag_lists
+
+
+def load_mtg_jamendo(path, tags=None, top_tags=None) -> TrackTable:
+    track_ids, artist_ids, paths, tag_lists = read_mtg_jamendo(path)
+    track_id = np.array(track_ids, dtype=object)
+    check_unique_ids(track_id, path)
+    vocab = choose_vocabulary(tag_lists, path, tags, top_tags)
+    return TrackTable(track_id, np.array(artist_ids, dtype=object),
+                      np.array(paths, dtype=object), label_matrix(tag_lists, vocab), vocab)

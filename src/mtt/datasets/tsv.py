@@ -1,0 +1,35 @@
+"""A plain catalogue: a tab-separated table with a header and the columns `track_id`,
+`artist_id`, `path` (relative to the audio root) and `tags` (joined by ';', empty when none);
+other columns are ignored. The vocabulary defaults to every tag seen, most frequent first.
+"""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtt.datasets import (DatasetError, TrackTable, check_unique_ids, choose_vocabulary,
+                          label_matrix, split_tag_strings)
+
+COLUMNS = ["track_id", "artist_id", "path", "tags"]
+
+
+def load_tsv(path, tags=None, top_tags=None) -> TrackTable:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "file not found")
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DatasetError(path, f"not a tab-separated table ({error})") from error
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise DatasetError(path, f"missing column(s) {', '.join(missing)} (need {COLUMNS})")
+    empty_ids = table["track_id"] == ""
+    if empty_ids.any():
+        raise DatasetError(path, f"line {int(np.argmax(empty_ids)) + 2}: empty track_id")
+    tag_lists = split_tag_strings(table["tags"], path)
+    vocab = choose_vocabulary(tag_lists, path, tags, top_tags)
+    track_id = table["track_id"].to_numpy(dtype=object)
+    check_unique_ids(track_id, path)
+    return TrackTable(track_id, table["artist_id"].to_numpy(dtype=object),
+                      table["path"].to_numpy(dtype=object), label_matrix(tag_lists, vocab), vocab)

@@ -1,0 +1,265 @@
+"""`mtt split`: an artist-level stratified split (CALS) of any supported dataset, or the import
+of a published split.
+
+Labeled tracks (at least one vocabulary tag) are split by artist into train/valid/test (see
+`mtt.stratify`). Unlabeled tracks by artists of the labeled sets go to `none` (all labeled sets by
+default, or train only with `--exclude-artists train`); every other unlabeled track goes to
+`student`. Output folder (see docs/SPLITS.md):
+  {train,valid,test,student,none}.tsv  columns track_id, artist_id, path, tags (';'-joined)
+  tags.txt                             the vocabulary, model output order
+  report.json                          sizes, per-tag positive rates, MAD from the whole
+"""
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtt.atomic import atomic_path
+from mtt.datasets import FORMATS, DatasetError, TrackTable, join_tags, load_tracks
+from mtt.stratify import positive_rate_mad, stratified_split
+from mtt.tags import MSD_TOP50, read_tag_list
+
+LABELED_SETS = ("train", "valid", "test")
+SETS = ("train", "valid", "test", "student", "none")
+COLUMNS = ["track_id", "artist_id", "path", "tags"]
+
+
+def add_arguments(parser):
+    source = parser.add_argument_group("dataset")
+    source.add_argument("--format", choices=FORMATS,
+                        help="metadata format (required unless --published gives the split)")
+    source.add_argument("--track-metadata", help="MSD track_metadata.db")
+    source.add_argument("--lastfm-tags", help="MSD lastfm_tags.db")
+    source.add_argument("--metadata", help="metadata file of mtg-jamendo, mtat or tsv")
+    source.add_argument("--tag-list", help="vocabulary file, one tag per line (model output "
+                        "order); default: the MSD top 50 for msd, every tag for the others")
+    source.add_argument("--top-tags", type=int, help="keep only the N most frequent tags")
+    source.add_argument("--min-tag-weight", type=float,
+                        help="msd: ignore Last.fm tags weighted below W (0-100)")
+    source.add_argument("--audio-ext", default="mp3", help="msd: audio file extension")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.15, 0.15],
+                        metavar=("TRAIN", "VALID", "TEST"),
+                        help="shares of labeled tracks (default 0.7 0.15 0.15)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exclude-artists", choices=["all", "train"], default="all",
+                        help="unlabeled tracks by artists of these labeled sets go to `none` "
+                        "(default all: the student set shares no artist with any labeled set)")
+    parser.add_argument("--search-iterations", type=int, default=2000,
+                        help="local-search steps after iterative stratification (0: none)")
+    parser.add_argument("--published",
+                        help="import a published split from DIR/{train,valid,test,student}_ids.npy "
+                        "(+ *_binaries.npy); metadata, when given, adds artists, paths and tags")
+
+
+def run(args) -> int:
+    try:
+        tags = read_tag_list(args.tag_list) if args.tag_list else None
+        if tags is not None and not tags:
+            raise DatasetError(args.tag_list, "the tag list is empty")
+        table = None
+        if args.format:
+            table = load_tracks(args.format, metadata=args.metadata,
+                                track_metadata=args.track_metadata, lastfm_tags=args.lastfm_tags,
+                                tags=tags, top_tags=args.top_tags,
+                                min_tag_weight=args.min_tag_weight, audio_ext=args.audio_ext)
+        elif not args.published:
+            raise ValueError("give --format (and its metadata) or --published")
+        if args.published:
+            vocab = table.tags if table is not None else (tags or list(MSD_TOP50))
+            set_of_track, table = import_published(args.published, table, vocab, args.audio_ext)
+            settings = {"published": str(args.published)}
+        else:
+            set_of_track = split_tracks(table, args.fractions, args.seed, args.exclude_artists,
+                                        args.search_iterations)
+            settings = {"format": args.format, "seed": args.seed,
+                        "fractions": [float(f) for f in args.fractions],
+                        "exclude_artists": args.exclude_artists,
+                        "search_iterations": args.search_iterations}
+    except (DatasetError, ValueError, OSError) as error:
+        print(f"mtt split: error: {error}", file=sys.stderr)
+        return 2
+    report = write_split(args.out, table, set_of_track, settings)
+    sizes = ", ".join(f"{s} {report['sets'][s]['tracks']}" for s in SETS)
+    print(f"mtt split: {sizes}; mean MAD {report['mean_mad']}", file=sys.stderr)
+    return 0
+
+
+def artist_keys(table: TrackTable) -> np.ndarray:
+    """Grouping key per track: its artist, or the track itself when the artist is unknown."""
+    keys = table.artist_id.astype(object).copy()
+    unknown = keys == ""
+    keys[unknown] = "\x00track:" + table.track_id[unknown].astype(object)
+    return keys
+
+
+def split_tracks(table: TrackTable, fractions, seed, exclude_artists="all",
+                 search_iterations=2000) -> np.ndarray:
+    """Set name of every track (an object array over SETS)."""
+    labeled = table.labels.any(1)
+    keys = artist_keys(table)
+    artists, codes = np.unique(keys[labeled], return_inverse=True)
+    counts, sizes = _artist_tag_counts(codes, table.labels[labeled], len(artists))
+    artist_set = stratified_split(counts, sizes, fractions, seed,
+                                  search_iterations=search_iterations)
+    set_of_track = np.empty(len(table), dtype=object)
+    set_of_track[labeled] = np.array(LABELED_SETS, dtype=object)[artist_set[codes]]
+    excluded_sets = LABELED_SETS if exclude_artists == "all" else ("train",)
+    excluded = artists[np.isin(artist_set, [LABELED_SETS.index(s) for s in excluded_sets])]
+    unlabeled_excluded = ~labeled & np.isin(keys, excluded)
+    set_of_track[unlabeled_excluded] = "none"
+    set_of_track[~labeled & ~unlabeled_excluded] = "student"
+    return set_of_track
+
+
+def _artist_tag_counts(codes, labels, n_artists):
+    """(n_artists, n_tags) positive counts and (n_artists,) track counts."""
+    if len(codes) == 0:
+        return np.zeros((0, labels.shape[1]), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+    counts = np.add.reduceat(labels[order], starts, axis=0, dtype=np.int64)
+    return counts, np.bincount(codes, minlength=n_artists)
+
+
+def _load_ids(path):
+    try:
+        ids = np.load(path, allow_pickle=False)
+    except ValueError as error:  # object arrays need pickle; accept them explicitly
+        ids = np.load(path, allow_pickle=True)
+        if ids.dtype != object:
+            raise DatasetError(path, f"not a track-ID array ({error})") from error
+    except OSError as error:
+        raise DatasetError(path, f"not a numpy file ({error})") from error
+    if ids.ndim != 1:
+        raise DatasetError(path, f"expected a 1-D array of track IDs, got shape {ids.shape}")
+    return np.array([i.decode() if isinstance(i, bytes) else str(i) for i in ids], dtype=object)
+
+
+def import_published(folder, table, vocab, audio_ext="mp3"):
+    """(set name per track, track table) of a published split in `folder`.
+
+    `folder` holds {train,valid,test}_ids.npy and optionally student_ids.npy and none_ids.npy,
+    plus optional {set}_binaries.npy label matrices (n, len(vocab)) aligned with the IDs.
+    With a metadata `table`, artists and paths come from it, labels from the binaries where
+    present (else from the table), and catalogue tracks in no set go to `none`. Without one,
+    artists are unknown and paths follow the MSD layout.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(folder, "not a folder")
+    ids, binaries = {}, {}
+    for name in SETS:
+        path = folder / f"{name}_ids.npy"
+        if not path.exists():
+            if name in LABELED_SETS:
+                raise DatasetError(path, "file not found (a published split needs "
+                                         "train, valid and test IDs)")
+            ids[name] = np.array([], dtype=object)
+            continue
+        ids[name] = _load_ids(path)
+        binary_path = folder / f"{name}_binaries.npy"
+        if binary_path.exists():
+            matrix = np.load(binary_path, allow_pickle=False)
+            if matrix.shape != (len(ids[name]), len(vocab)):
+                raise DatasetError(binary_path, f"shape {matrix.shape} does not match "
+                                   f"{len(ids[name])} IDs x {len(vocab)} tags")
+            binaries[name] = matrix > 0.5
+    all_ids = np.concatenate([ids[s] for s in SETS])
+    values, counts = np.unique(all_ids, return_counts=True)
+    if (counts > 1).any():
+        raise DatasetError(folder, f"{int((counts > 1).sum())} track IDs are in more than one "
+                                   f"set (or repeated), e.g. {values[counts > 1][0]!r}")
+    set_of_id = np.concatenate([np.full(len(ids[s]), s, dtype=object) for s in SETS])
+
+    if table is None:
+        from mtt.datasets.msd import msd_audio_path
+        labels = np.zeros((len(all_ids), len(vocab)), dtype=bool)
+        table = TrackTable(all_ids, np.full(len(all_ids), "", dtype=object),
+                           np.array([msd_audio_path(t, audio_ext) if len(t) >= 5 else t
+                                     for t in all_ids], dtype=object), labels, list(vocab))
+        set_of_track = set_of_id
+    else:
+        rows = pd.Index(table.track_id).get_indexer(all_ids)
+        if (rows < 0).any():
+            raise DatasetError(folder, f"{int((rows < 0).sum())} published track IDs are not in "
+                                       f"the metadata, e.g. {all_ids[rows < 0][0]!r}")
+        set_of_track = np.full(len(table), "none", dtype=object)
+        set_of_track[rows] = set_of_id
+        table = table.subset(np.arange(len(table)))  # a copy: labels are overwritten below
+    for name, matrix in binaries.items():
+        table.labels[pd.Index(table.track_id).get_indexer(ids[name])] = matrix
+    return set_of_track, table
+
+
+def write_split(out, table: TrackTable, set_of_track, settings) -> dict:
+    """Write the split folder; returns the report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag_strings = join_tags(table.labels, table.tags)
+    for name in SETS:
+        members = np.flatnonzero(set_of_track == name)
+        members = members[np.argsort(table.track_id[members].astype(str), kind="stable")]
+        columns = [table.track_id[members], table.artist_id[members], table.path[members],
+                   tag_strings[members]]
+        _check_fields(columns)
+        with atomic_path(out / f"{name}.tsv") as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write("\t".join(COLUMNS) + "\n")
+                f.writelines("\t".join(row) + "\n" for row in zip(*columns))
+    with atomic_path(out / "tags.txt") as tmp:
+        tmp.write_text("".join(f"{t}\n" for t in table.tags), encoding="utf-8")
+    report = split_report(table, set_of_track, settings)
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
+
+
+def _check_fields(columns):
+    for column, name in zip(columns, COLUMNS):
+        text = pd.Series(column, dtype=object).astype(str)
+        bad = text.str.contains("[\t\n\r]", regex=True).to_numpy()
+        if bad.any():
+            raise DatasetError(name, f"value {text[bad].iloc[0]!r} contains a tab or line break")
+
+
+def split_report(table: TrackTable, set_of_track, settings) -> dict:
+    keys = artist_keys(table)
+    masks = [set_of_track == s for s in LABELED_SETS]
+    whole, per_set = positive_rate_mad(table.labels, masks)
+    labeled_total = int(sum(m.sum() for m in masks))
+    artists = {s: set(keys[set_of_track == s]) for s in SETS}
+    report = {**settings, "tags": list(table.tags), "sets": {}}
+    for name, mask, (rates, mad) in zip(LABELED_SETS, masks, per_set):
+        report["sets"][name] = {
+            "tracks": int(mask.sum()), "artists": len(artists[name]),
+            "share": _round(mask.sum() / labeled_total if labeled_total else 0.0),
+            "mad": _round(mad),
+            "positive_rate": {t: _round(r) for t, r in zip(table.tags, rates)},
+        }
+    for name in ("student", "none"):
+        report["sets"][name] = {"tracks": int((set_of_track == name).sum()),
+                                "artists": len(artists[name])}
+    report["whole"] = {"tracks": labeled_total,
+                       "artists": len(set().union(*(artists[s] for s in LABELED_SETS))),
+                       "positive_rate": {t: _round(r) for t, r in zip(table.tags, whole)}}
+    mads = [report["sets"][s]["mad"] for s in LABELED_SETS]
+    report["mean_mad"] = _round(np.mean(mads)) if None not in mads else None
+    known = {s: {a for a in artists[s] if not str(a).startswith("\x00")} for s in SETS}
+    report["shared_artists"] = {f"{a}-{b}": len(known[a] & known[b])
+                                for i, a in enumerate(SETS) for b in SETS[i + 1:]}
+    return report
+
+
+def _round(value):
+    value = float(value)
+    return None if np.isnan(value) else round(value, 6)
+
+
+def read_split_table(path) -> pd.DataFrame:
+    """One split TSV as strings (empty tags stay '', IDs like 'NA' stay text)."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
+                       quoting=csv.QUOTE_NONE)
