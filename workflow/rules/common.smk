@@ -15,7 +15,7 @@ def validate_config():
         cause = error.__context__
         if not isinstance(cause, ValidationError):
             raise
-        where = "/".join(str(p) for p in cause.absolute_path) or "the top level"
+        where = " > ".join(str(p) for p in cause.absolute_path) or "the top level"
         raise WorkflowError(f"Invalid configuration at {where}: {cause.message}") from None
 
 
@@ -46,14 +46,22 @@ def cli_options(options):
 
 
 def stage_resources(stage, gpu=False):
-    """Resources of one stage from config; memory grows with the attempt after an OOM kill."""
+    """Resources of one stage from config; memory grows with the attempt after an OOM kill.
+
+    GPU requests (`gpu`, `gpu_model`, `gres`) reach SLURM through the executor plugin and are
+    ignored by local runs.
+    """
     res = config["resources"][stage]
     resources = {
         "mem_mb": lambda wildcards, attempt: res["mem_mb"] * attempt,
         "runtime": res["runtime"],
     }
-    if gpu and res.get("gpu", 0) > 0:
-        resources["gpu"] = res["gpu"]
+    if gpu:
+        if res.get("gpu", 0) > 0:
+            resources["gpu"] = res["gpu"]
+        for key in ("gpu_model", "gres"):
+            if key in res:
+                resources[key] = res[key]
     return resources
 
 
