@@ -1,0 +1,139 @@
+"""Training-step and inference throughput of our model against a published-style baseline.
+
+Baseline, structured as the published code is: the waveform goes in, the mel spectrogram is
+computed inside every step, attention is explicit einsum + softmax, float32 throughout.
+Ours: precomputed log-mel in (training reads mels from HDF5), fused scaled-dot-product
+attention, and on CUDA bf16 autocast (+ optionally torch.compile).
+Both use identical weights; each figure is the median of repeated timed steps after warm-up.
+
+Last line: train_ratio_vs_reference=X infer_ratio_vs_reference=Y (teacher, the first device).
+"""
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtt.frontend import LogMel, SAMPLE_RATE, seconds_to_frames
+from mtt.models import build_model
+from mtt.models.transformer import Attention
+
+
+class EinsumAttention(nn.Module):
+    """The published attention: explicit scores, softmax and weighted sum."""
+
+    def __init__(self, fused: Attention):
+        super().__init__()
+        self.heads, self.to_qkv, self.to_out = fused.heads, fused.to_qkv, fused.to_out
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = (t.reshape(b, n, self.heads, -1).transpose(1, 2) for t in self.to_qkv(x).chunk(3, dim=-1))
+        scores = torch.einsum("bhid,bhjd->bhij", q, k) * (d // self.heads) ** -0.5
+        out = torch.einsum("bhij,bhjd->bhid", scores.softmax(dim=-1), v)
+        return self.to_out(out.transpose(1, 2).reshape(b, n, d))
+
+
+class PublishedStyle(nn.Module):
+    """Waveform in; mel inside the forward pass; einsum attention."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.logmel = LogMel()
+        self.model = model
+        for residual, _ in model.transformer.layers:
+            residual.fn.fn = EinsumAttention(residual.fn.fn)
+
+    def forward(self, waveform):
+        return self.model(self.logmel(waveform))
+
+
+def timed(fn, reps, device):
+    times = []
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(model, make_input, batch, device, reps, autocast_dtype=None):
+    """(train samples/s, inference samples/s) for a model fed by make_input()."""
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    target = torch.rand(batch, 50, device=device).round()
+    x = make_input()
+    ctx = (lambda: torch.autocast(device, dtype=autocast_dtype)) if autocast_dtype else torch.enable_grad
+
+    def train_step():
+        model.train()
+        with ctx():
+            loss = F.binary_cross_entropy_with_logits(model(x).float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @torch.inference_mode()
+    def infer_step():
+        model.eval()
+        with ctx():
+            model(x)
+
+    train_step(), infer_step()  # warm-up (and compilation)
+    train = timed(train_step, reps, device)
+    infer = timed(infer_step, reps, device)
+    return batch / train, batch / infer
+
+
+def run_pair(preset, batch, device, reps, compile_model):
+    crop_samples = int(10 * SAMPLE_RATE)
+    frames = seconds_to_frames(10)
+    torch.manual_seed(0)
+    ours = build_model("transformer", 50, preset=preset)
+    baseline = PublishedStyle(build_model("transformer", 50, preset=preset))
+    baseline.model.load_state_dict(ours.state_dict())
+    waveform = torch.randn(batch, crop_samples, device=device) * 0.1
+    mel = LogMel().to(device)(waveform)
+    assert mel.shape[-1] == frames
+    ref = measure(baseline, lambda: waveform, batch, device, reps)
+    dtype = torch.bfloat16 if device == "cuda" else None
+    ours_run = torch.compile(ours) if compile_model else ours
+    our = measure(ours_run, lambda: mel, batch, device, reps, autocast_dtype=dtype)
+    return ref, our
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small batch, few repetitions (< 2 min on 2 cores)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA)")
+    args = parser.parse_args()
+    device = args.device
+    batch = args.batch or (32 if device == "cuda" else (2 if args.quick else 8))
+    reps = args.reps or (3 if args.quick else 5)
+    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
+    print(f"device={device} ({name}) threads={torch.get_num_threads()} batch={batch} reps={reps} "
+          f"torch={torch.__version__}")
+    ratios = {}
+    presets = ["teacher"] if args.quick else ["teacher", "compact_student"]
+    for preset in presets:
+        (ref_train, ref_infer), (our_train, our_infer) = run_pair(preset, batch, device, reps, args.compile)
+        ratios[preset] = (our_train / ref_train, our_infer / ref_infer)
+        print(f"{preset}: train samples/s baseline={ref_train:.2f} ours={our_train:.2f} "
+              f"ratio={ratios[preset][0]:.2f} | inference samples/s baseline={ref_infer:.2f} "
+              f"ours={our_infer:.2f} ratio={ratios[preset][1]:.2f}")
+    train_ratio, infer_ratio = ratios["teacher"]
+    print(f"train_ratio_vs_reference={train_ratio:.2f} infer_ratio_vs_reference={infer_ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
