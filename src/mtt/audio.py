@@ -40,12 +40,23 @@ def load_audio(path) -> np.ndarray:
         raise AudioError(path, f"not readable as audio ({_one_line(error)})") from error
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio samples")
-    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
+    mono = _average_channels(samples)
     if not np.isfinite(mono).all():
         raise AudioError(path, "non-finite samples (NaN or infinity)")
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _average_channels(samples: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,). Adds columns: numpy's mean over the short last axis
+    is ~40x slower, a third of the whole preprocessing time for stereo MP3s."""
+    mono = samples[:, 0].copy()
+    for channel in range(1, samples.shape[1]):
+        mono += samples[:, channel]
+    if samples.shape[1] > 1:
+        mono /= np.float32(samples.shape[1])
+    return mono
 
 
 def _libsndfile_reason(error: soundfile.LibsndfileError) -> str:
