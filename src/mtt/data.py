@@ -1,0 +1,176 @@
+"""Training data: split tables and pseudo-label shards as target matrices, and random-crop batches.
+
+Batches are planned up front for each epoch from (seed, epoch) alone: which songs, in which
+order, and a seed for each crop's position. A data-loader worker only executes the plan, so the
+data order does not depend on the number of workers, and a run resumed at an epoch boundary sees
+exactly the batches an uninterrupted run would have seen.
+"""
+import json
+import math
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+
+LABELED, PSEUDO = 0, 1
+
+
+def read_split(tsv_path, tags: list[str]) -> tuple[list[str], np.ndarray]:
+    """Track IDs and their (N, n_tags) float32 0/1 label matrix from a split TSV.
+
+    The TSV has a header with at least `track_id` and `tags` (tags joined by ';'); tags outside
+    the vocabulary are ignored.
+    """
+    try:
+        table = pd.read_csv(tsv_path, sep="\t", dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{tsv_path}: split table not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{tsv_path}: not a readable tab-separated table ({err})") from None
+    missing = {"track_id", "tags"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{tsv_path}: missing column(s) {sorted(missing)}; found {list(table.columns)}")
+    if table["track_id"].duplicated().any():
+        dup = table["track_id"][table["track_id"].duplicated()].iloc[0]
+        raise ValueError(f"{tsv_path}: track {dup!r} appears more than once")
+    column = {tag: i for i, tag in enumerate(tags)}
+    labels = np.zeros((len(table), len(tags)), dtype=np.float32)
+    for row, joined in enumerate(table["tags"]):
+        for tag in joined.split(";"):
+            i = column.get(tag.strip())
+            if i is not None:
+                labels[row, i] = 1.0
+    return table["track_id"].tolist(), labels
+
+
+def read_pseudo_labels(paths, tags: list[str]) -> tuple[list[str], np.ndarray]:
+    """Track IDs and (N, n_tags) float32 soft labels from one or more pseudo-label shards."""
+    ids, probs = [], []
+    for path in paths:
+        try:
+            with h5py.File(path, "r") as f:
+                shard_tags = json.loads(f.attrs["tags"])
+                if shard_tags != list(tags):
+                    raise ValueError(f"{path}: its tags differ from the tag list in use "
+                                     f"({len(shard_tags)} vs {len(tags)} tags, or another order)")
+                ids.extend(t.decode() if isinstance(t, bytes) else str(t) for t in f["track_id"][:])
+                probs.append(f["probs"][:].astype(np.float32))
+        except (OSError, KeyError) as err:
+            raise ValueError(f"{path}: not a pseudo-label shard ({err})") from None
+    if not ids:
+        return [], np.zeros((0, len(tags)), dtype=np.float32)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"pseudo-label shards {list(map(str, paths))} repeat a track ID")
+    return ids, np.concatenate(probs)
+
+
+def keep_stored(track_ids, targets, store, what: str):
+    """Drop tracks that have no mel in `store` (e.g. failed decoding), saying how many."""
+    stored = set(store.track_ids)
+    keep = np.array([t in stored for t in track_ids], dtype=bool)
+    if not keep.all():
+        print(f"note: {int((~keep).sum())} of {len(track_ids)} {what} tracks have no stored mel; "
+              "skipping them", file=sys.stderr)
+    return [t for t, k in zip(track_ids, keep) if k], targets[keep]
+
+
+def pseudo_targets(probs: torch.Tensor, mode: str, threshold: float):
+    """Targets and per-element loss weights from teacher probabilities.
+
+    soft: the probabilities themselves. hard: 1 where p >= threshold, else 0. threshold: 1 where
+    p >= threshold, 0 where p <= 1 - threshold, and the uncertain rest left out of the loss.
+    """
+    ones = torch.ones_like(probs)
+    if mode == "soft":
+        return probs, ones
+    if mode == "hard":
+        return (probs >= threshold).to(probs.dtype), ones
+    if mode == "threshold":
+        if not 0.5 < threshold < 1.0:
+            raise ValueError("--pseudo-mode threshold needs --pseudo-threshold in (0.5, 1)")
+        confident = (probs >= threshold) | (probs <= 1.0 - threshold)
+        return (probs >= threshold).to(probs.dtype), confident.to(probs.dtype)
+    raise ValueError(f"unknown pseudo-label mode {mode!r}")
+
+
+class CropDataset(Dataset):
+    """Random crops of labeled and pseudo-labeled songs; items are keyed (source, index, seed).
+
+    Mel stores open their files lazily, so the dataset can be sent to worker processes.
+    """
+
+    def __init__(self, frames: int, labeled: tuple, pseudo: tuple | None = None):
+        """labeled / pseudo: (MelStore, track_ids, targets (N, n_tags))."""
+        self.frames = frames
+        self.sources = {LABELED: labeled}
+        if pseudo is not None:
+            self.sources[PSEUDO] = pseudo
+
+    def __getitem__(self, key):
+        source, index, crop_seed = key
+        store, track_ids, targets = self.sources[source]
+        mel = store.read_crop(track_ids[index], self.frames, np.random.default_rng(crop_seed))
+        return (torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)),
+                torch.from_numpy(targets[index]), source)
+
+    def __len__(self):
+        return sum(len(ids) for _, ids, _ in self.sources.values())
+
+
+class EpochBatchPlan:
+    """Batch sampler: each batch holds `n_labeled` labeled and `n_pseudo` pseudo-labeled items.
+
+    Songs are drawn without replacement from successive shuffles of each set. One epoch has
+    `steps` global batches; with several processes, rank r takes batches r, r + world, ... (the
+    count is cut to a multiple of `world` so every rank does the same number of steps).
+    """
+
+    def __init__(self, n_labeled_songs: int, n_pseudo_songs: int, batch_size: int,
+                 labeled_ratio: float, steps: int | None, seed: int, rank: int = 0, world: int = 1):
+        if n_labeled_songs == 0:
+            raise ValueError("no labeled training songs with stored mels")
+        if n_pseudo_songs > 0:
+            if not 0.0 < labeled_ratio < 1.0:
+                raise ValueError(f"--labeled-ratio must be in (0, 1), got {labeled_ratio}")
+            if batch_size < 2:
+                raise ValueError("a mixed labeled/pseudo-labeled batch needs --batch-size >= 2")
+            self.n_labeled = min(batch_size - 1, max(1, round(batch_size * labeled_ratio)))
+        else:
+            self.n_labeled = batch_size
+        self.n_pseudo = batch_size - self.n_labeled if n_pseudo_songs > 0 else 0
+        self.n_labeled_songs, self.n_pseudo_songs = n_labeled_songs, n_pseudo_songs
+        self.steps = steps or math.ceil(n_labeled_songs / self.n_labeled)
+        if self.steps < world:
+            raise ValueError(f"{self.steps} steps per epoch cannot be shared by {world} processes")
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.steps // self.world
+
+    @staticmethod
+    def _stream(rng, n_songs, count):
+        reps = math.ceil(count / n_songs)
+        return np.concatenate([rng.permutation(n_songs) for _ in range(reps)])[:count]
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        labeled = self._stream(rng, self.n_labeled_songs, self.steps * self.n_labeled)
+        labeled = labeled.reshape(self.steps, self.n_labeled)
+        if self.n_pseudo:
+            pseudo = self._stream(rng, self.n_pseudo_songs, self.steps * self.n_pseudo)
+            pseudo = pseudo.reshape(self.steps, self.n_pseudo)
+        crop_seeds = rng.integers(0, 2**63 - 1, size=(self.steps, self.n_labeled + self.n_pseudo))
+        for step in range(self.rank, len(self) * self.world, self.world):
+            seeds = iter(crop_seeds[step].tolist())
+            batch = [(LABELED, int(i), next(seeds)) for i in labeled[step]]
+            if self.n_pseudo:
+                batch += [(PSEUDO, int(i), next(seeds)) for i in pseudo[step]]
+            yield batch

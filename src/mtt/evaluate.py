@@ -1,0 +1,93 @@
+"""`mtt evaluate`: song-level metrics of a checkpoint on a split, with bootstrap intervals.
+
+Writes `metrics.json` (macro ROC-AUC and PR-AUC with 95% intervals over songs, per-tag values,
+the tags left out of the macro averages because the split has no positive or no negative song
+for them), `per_tag.tsv`, and `predictions.h5` (track_id, probs, labels) for later analysis.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path
+from .checkpoint import load_checkpoint
+from .data import keep_stored, read_split
+from .mel_store import MelStore
+from .metrics import tagging_report
+from .predict import add_prediction_arguments, checkpoint_frames, predict_songs, resolve_device
+from .tags import read_tag_list
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--tracks", required=True, type=Path, help="split TSV to evaluate on")
+    parser.add_argument("--tags", required=True, type=Path, help="tag list (model output order)")
+    parser.add_argument("--mels", required=True, nargs="+", type=Path, help="mel shards")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_prediction_arguments(parser)
+
+
+def run(args) -> int:
+    try:
+        report = evaluate(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"mtt evaluate: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {report['n_songs']} songs, roc_auc={report['roc_auc']['macro']:.4f} "
+          f"[{report['roc_auc'].get('ci_low', float('nan')):.4f}, "
+          f"{report['roc_auc'].get('ci_high', float('nan')):.4f}] "
+          f"pr_auc={report['pr_auc']['macro']:.4f} "
+          f"[{report['pr_auc'].get('ci_low', float('nan')):.4f}, "
+          f"{report['pr_auc'].get('ci_high', float('nan')):.4f}]", file=sys.stderr)
+    return 0
+
+
+def evaluate(args) -> dict:
+    if args.chunks < 1:
+        raise ValueError("--chunks must be at least 1")
+    if args.bootstrap < 0:
+        raise ValueError("--bootstrap must be 0 or more")
+    tags = read_tag_list(args.tags)
+    device = resolve_device(args.device)
+    model, info = load_checkpoint(args.checkpoint)
+    if info["tags"] != tags:
+        raise ValueError(f"{args.checkpoint}: its tags differ from {args.tags} "
+                         f"({len(info['tags'])} vs {len(tags)} tags, or another order)")
+    model.to(device)
+    store = MelStore(args.mels)
+    track_ids, labels = keep_stored(*read_split(args.tracks, tags), store, "evaluation")
+    if not track_ids:
+        raise ValueError(f"{args.tracks}: no song has a stored mel in {list(map(str, args.mels))}")
+    probs = predict_songs(model, store, track_ids, device, chunks=args.chunks,
+                          whole_song=args.whole_song, frames=checkpoint_frames(model, info),
+                          batch_size=args.batch_size, progress=True)
+    report = tagging_report(labels, probs, tags, n_bootstrap=args.bootstrap, seed=args.seed)
+    report["checkpoint"] = str(args.checkpoint)
+    report["tracks"] = str(args.tracks)
+    report["prediction"] = "whole song" if args.whole_song else f"mean of {args.chunks} chunks"
+    write_outputs(args.out, report, track_ids, probs, labels, tags)
+    return report
+
+
+def write_outputs(out: Path, report, track_ids, probs, labels, tags) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"tag": tag, **values} for tag, values in report["per_tag"].items()]
+    with atomic_path(out / "per_tag.tsv") as tmp:
+        pd.DataFrame(rows, columns=["tag", "roc_auc", "pr_auc", "positives"]).to_csv(
+            tmp, sep="\t", index=False, float_format="%.6f", na_rep="NA")
+    with atomic_path(out / "predictions.h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("track_id", data=np.array(track_ids, dtype=object),
+                             dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset("probs", data=probs.astype(np.float32))
+            f.create_dataset("labels", data=labels.astype(np.uint8))
+            f.attrs["tags"] = json.dumps(list(tags))
+            f.attrs["checkpoint"] = report["checkpoint"]
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")

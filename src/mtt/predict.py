@@ -1,0 +1,143 @@
+"""Song-level predictions: the mean over evenly spaced chunks, or the whole song in one pass.
+
+Shared by validation during training, `mtt evaluate` and `mtt pseudo-label`. Reading and
+batching run in a background thread so that they overlap the model's forward passes; the
+forward runs without autograd, in bf16 autocast on CUDA.
+"""
+import contextlib
+import queue
+import threading
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .frontend import seconds_to_frames
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; nothing on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def crop_frames(model, crop_seconds: float | None = None) -> int:
+    """Frames of one training crop / evaluation chunk for `model` (its default length if None)."""
+    seconds = crop_seconds if crop_seconds else model.default_crop_seconds
+    return seconds_to_frames(seconds)
+
+
+def _chunk_batches(store, track_ids, n_chunks, frames, batch_size):
+    """(song indices, (songs * n_chunks, 128, frames) array, n_chunks) per batch."""
+    songs_per_batch = max(1, batch_size // n_chunks)
+    for first in range(0, len(track_ids), songs_per_batch):
+        indices = list(range(first, min(first + songs_per_batch, len(track_ids))))
+        mels = np.concatenate([store.read_chunks(track_ids[i], n_chunks, frames) for i in indices])
+        yield indices, mels, n_chunks
+
+
+def _whole_song_batches(store, track_ids, max_frames, batch_size):
+    """Consecutive songs of equal length share a batch. A song longer than the model's positional
+    table is split into the fewest evenly spaced chunks of `max_frames` that cover it."""
+    pending, pending_len = [], None
+
+    def flush():
+        mels = np.stack([store.read_song(track_ids[i]) for i in pending])
+        return list(pending), mels, 1
+
+    for i, track_id in enumerate(track_ids):
+        length = store.num_frames(track_id)
+        if length > max_frames:
+            if pending:
+                yield flush()
+                pending, pending_len = [], None
+            n_chunks = -(-length // max_frames)
+            yield [i], store.read_chunks(track_id, n_chunks, max_frames), n_chunks
+            continue
+        if pending and (length != pending_len or len(pending) >= batch_size):
+            yield flush()
+            pending = []
+        pending.append(i)
+        pending_len = length
+    if pending:
+        yield flush()
+
+
+def _prefetch(iterator, depth=2):
+    """Run `iterator` in a background thread, `depth` items ahead."""
+    items = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        try:
+            for item in iterator:
+                items.put(item)
+        except BaseException as err:  # hand the error to the consumer
+            items.put(err)
+        items.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+@torch.inference_mode()
+def predict_songs(model, store, track_ids, device, *, chunks: int = 8, whole_song: bool = False,
+                  frames: int | None = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Song-level probabilities (N, n_tags) float32 for `track_ids` read from `store`.
+
+    Chunk mode: the mean of the sigmoid outputs of `chunks` evenly spaced crops of `frames`
+    frames (the model's crop length by default), which cover the song when chunks * frames is at
+    least its length. Whole-song mode (transformer only): one pass over the whole song.
+    `batch_size` counts model inputs (chunks or songs) per forward pass.
+    """
+    was_training = model.training
+    model.eval()
+    n_tags = model.config["n_tags"]
+    out = np.zeros((len(track_ids), n_tags), dtype=np.float32)
+    if whole_song:
+        if not hasattr(model, "max_frames"):
+            raise ValueError(f"whole-song prediction needs a transformer, not a {model.kind}")
+        batches = _whole_song_batches(store, track_ids, model.max_frames, batch_size)
+    else:
+        batches = _chunk_batches(store, track_ids, chunks, frames or crop_frames(model), batch_size)
+    bar = tqdm(total=len(track_ids), unit="song", disable=not progress, mininterval=5)
+    for indices, mels, n_chunks in _prefetch(batches):
+        x = torch.from_numpy(mels)
+        if device.type == "cuda":
+            x = x.pin_memory().to(device, non_blocking=True)
+        with autocast(device):
+            probs = torch.sigmoid(model(x).float())
+        out[indices] = probs.view(len(indices), n_chunks, n_tags).mean(1).cpu().numpy()
+        bar.update(len(indices))
+    bar.close()
+    model.train(was_training)
+    return out
+
+
+def checkpoint_frames(model, info) -> int:
+    """The chunk length a checkpoint was trained with (its model's default for other files)."""
+    frames = info.get("meta", {}).get("training", {}).get("crop_frames")
+    return int(frames) if frames else crop_frames(model)
+
+
+def add_prediction_arguments(parser) -> None:
+    """--chunks N | --whole-song, --batch-size, --device: shared by evaluate and pseudo-label."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--chunks", type=int, default=8,
+                      help="evenly spaced chunks per song, predictions averaged (default 8)")
+    mode.add_argument("--whole-song", action="store_true",
+                      help="one pass over the whole song (transformer only)")
+    parser.add_argument("--batch-size", type=int, default=64, help="model inputs per forward pass")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

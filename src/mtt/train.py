@@ -1,0 +1,437 @@
+"""`mtt train`: train a teacher, or a noisy student on labeled plus pseudo-labeled songs.
+
+Random crops from the mel shards, binary cross-entropy, Adam. Each epoch ends with a song-level
+validation (loss, macro ROC-AUC and PR-AUC), a row in `history.csv`, `best.ckpt` when the
+validation loss improved, and a resumable `last.ckpt` (model, optimizer, scheduler, RNG states,
+counters), all written atomically. Rerunning the command resumes from `last.ckpt`; a finished run
+(early-stopped or at the epoch limit) is left as it is. Several GPUs: start with `torchrun`.
+
+Noisy student (`--pseudo-labels`): every batch holds labeled and pseudo-labeled crops
+(`--labeled-ratio`), loss = BCE(labeled) + `--pseudo-weight` * BCE(pseudo-labeled), and the
+student's inputs are noised in the mel domain (`mtt.noise`) while dropout / stochastic depth noise
+the model.
+"""
+import argparse
+import csv
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .checkpoint import save_checkpoint
+from .data import (LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets,
+                   read_pseudo_labels, read_split)
+from .mel_store import MelStore
+from .metrics import evaluable_tags, per_tag_scores
+from .models import build_model
+from .noise import NOISE_KINDS, MelNoise, parse_noise_kinds
+from .predict import autocast, crop_frames, predict_songs, resolve_device
+from .tags import read_tag_list
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "seconds"]
+# Settings a resumed run must share with the run that wrote last.ckpt (others, like the epoch
+# limit, patience, workers or device, may change between attempts).
+RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
+                "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
+                "pseudo_threshold", "noise", "noise_prob", "warmup_steps"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--train", required=True, type=Path, help="training split TSV")
+    data.add_argument("--valid", required=True, type=Path, help="validation split TSV")
+    data.add_argument("--tags", required=True, type=Path, help="tag list (model output order)")
+    data.add_argument("--mels", required=True, nargs="+", type=Path,
+                      help="mel shards holding the train and valid songs")
+    data.add_argument("--out", required=True, type=Path, help="output folder")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="transformer", choices=["transformer", "resnet"])
+    model.add_argument("--preset", choices=["teacher", "compact_student"],
+                       help="transformer size preset (teacher C128/D256, compact_student C128/D64)")
+    model.add_argument("--conv-channels", type=int, help="CNN channels C")
+    model.add_argument("--width", type=int, help="transformer width D")
+    model.add_argument("--layers", type=int, help="transformer layers")
+    model.add_argument("--heads", type=int, help="attention heads")
+    model.add_argument("--dropout", type=float, help="dropout (model noise)")
+    model.add_argument("--drop-path", type=float, help="stochastic depth rate (model noise)")
+    model.add_argument("--crop-seconds", type=float,
+                       help="training crop / validation chunk length (default: the model's, 10 s "
+                            "for the transformer)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", type=int, default=32)
+    opt.add_argument("--lr", type=float, default=1e-4)
+    opt.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
+    opt.add_argument("--max-epochs", type=int, default=200)
+    opt.add_argument("--patience", type=int, default=40,
+                     help="stop after this many epochs without a lower validation loss")
+    opt.add_argument("--steps-per-epoch", type=int,
+                     help="batches per epoch (default: one pass over the labeled training songs)")
+    opt.add_argument("--valid-chunks", type=int, default=8,
+                     help="evenly spaced chunks per validation song (predictions averaged)")
+    opt.add_argument("--workers", type=int, help="data-loader processes (default: 0 on CPU, 4 on GPU)")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    student = parser.add_argument_group("noisy student")
+    student.add_argument("--pseudo-labels", nargs="+", type=Path, default=[],
+                         help="pseudo-label shards from `mtt pseudo-label` (makes this a student)")
+    student.add_argument("--unlabeled-mels", nargs="+", type=Path, default=[],
+                         help="mel shards of the pseudo-labeled songs (default: --mels)")
+    student.add_argument("--labeled-ratio", type=float, default=0.5,
+                         help="share of labeled crops in a batch")
+    student.add_argument("--pseudo-weight", type=float, default=1.0,
+                         help="weight of the pseudo-label loss")
+    student.add_argument("--pseudo-mode", choices=["soft", "hard", "threshold"], default="soft")
+    student.add_argument("--pseudo-threshold", type=float, default=0.5,
+                         help="hard: positive at p >= T; threshold: keep p >= T and p <= 1 - T")
+    student.add_argument("--noise", default="auto",
+                         help=f"input noise kinds, comma-separated from {', '.join(NOISE_KINDS)}, "
+                              "or none (default: all for a student, none for a teacher)")
+    student.add_argument("--noise-prob", type=float, default=0.5,
+                         help="probability of each noise kind per example")
+
+
+def check_options(args) -> None:
+    for flag in ("batch_size", "max_epochs", "patience", "valid_chunks"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise ValueError("--steps-per-epoch must be at least 1")
+    if args.unlabeled_mels and not args.pseudo_labels:
+        raise ValueError("--unlabeled-mels needs --pseudo-labels")
+
+
+def run(args) -> int:
+    try:
+        check_options(args)
+        return Trainer(args).fit()
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"mtt train: error: {err}", file=sys.stderr)
+        return 2
+
+
+# ------------------------------------------------------------------------------------ setup
+
+def model_config(args) -> dict:
+    """Constructor keywords from the preset and the explicit size/noise options."""
+    if args.model == "resnet":
+        for flag in ("preset", "width", "layers", "heads", "drop_path"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} does not apply to the resnet")
+        config = {"channels": args.conv_channels, "dropout": args.dropout}
+    else:
+        config = {"conv_channels": args.conv_channels, "width": args.width, "layers": args.layers,
+                  "heads": args.heads, "dropout": args.dropout, "drop_path": args.drop_path}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def distributed_context():
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        self.rank, self.world, local_rank = distributed_context()
+        self.device = resolve_device(args.device)
+        if self.world > 1:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", local_rank)
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.is_main = self.rank == 0
+        self.out = args.out
+        self.tags = read_tag_list(args.tags)
+        if not self.tags:
+            raise ValueError(f"{args.tags}: no tags")
+        self.is_student = bool(args.pseudo_labels)
+        noise = ("all" if self.is_student else "none") if args.noise == "auto" else args.noise
+        self.noise_kinds = NOISE_KINDS if noise == "all" else parse_noise_kinds(noise)
+
+        torch.manual_seed(args.seed)
+        self.model = build_model(args.model, len(self.tags), preset=args.preset,
+                                 **model_config(args)).to(self.device)
+        self.frames = crop_frames(self.model, args.crop_seconds)
+        self.identity = {
+            "model": args.model, "model_config": self.model.config, "tags": self.tags,
+            "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
+            "crop_frames": self.frames, "steps_per_epoch": args.steps_per_epoch,
+            "labeled_ratio": args.labeled_ratio if self.is_student else None,
+            "pseudo_weight": args.pseudo_weight if self.is_student else None,
+            "pseudo_mode": args.pseudo_mode if self.is_student else None,
+            "pseudo_threshold": args.pseudo_threshold if self.is_student else None,
+            "noise": list(self.noise_kinds), "noise_prob": args.noise_prob,
+            "warmup_steps": args.warmup_steps,
+        }
+        self._build_data()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
+        warmup = max(0, args.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        self.noise = MelNoise(self.noise_kinds, args.noise_prob, seed=[args.seed, self.rank])
+        self.ddp_model = self.model
+        if self.world > 1:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_epoch": -1,
+                      "epochs_since_best": 0, "history": []}
+
+    def _build_data(self):
+        args = self.args
+        store = MelStore(args.mels)
+        train_ids, train_labels = keep_stored(*read_split(args.train, self.tags), store, "train")
+        self.valid_ids, self.valid_labels = keep_stored(*read_split(args.valid, self.tags), store,
+                                                        "valid")
+        if not self.valid_ids:
+            raise ValueError(f"{args.valid}: no validation song has a stored mel")
+        self.valid_store = store
+        pseudo = None
+        if self.is_student:
+            pseudo_store = MelStore(args.unlabeled_mels) if args.unlabeled_mels else store
+            pseudo_ids, pseudo_probs = keep_stored(
+                *read_pseudo_labels(args.pseudo_labels, self.tags), pseudo_store, "pseudo-labeled")
+            if not pseudo_ids:
+                raise ValueError("no pseudo-labeled song has a stored mel; pass the unlabeled "
+                                 "songs' shards with --unlabeled-mels")
+            pseudo = (pseudo_store, pseudo_ids, pseudo_probs)
+        self.dataset = CropDataset(self.frames, (store, train_ids, train_labels), pseudo)
+        self.plan = EpochBatchPlan(len(train_ids), len(pseudo[1]) if pseudo else 0,
+                                   args.batch_size, args.labeled_ratio, args.steps_per_epoch,
+                                   args.seed, self.rank, self.world)
+        workers = args.workers if args.workers is not None else (4 if self.device.type == "cuda" else 0)
+        self.loader = DataLoader(self.dataset, batch_sampler=self.plan, num_workers=workers,
+                                 pin_memory=self.device.type == "cuda",
+                                 persistent_workers=workers > 0,
+                                 # its own generator: the loader must not draw from the global
+                                 # RNG (crop positions come from the plan), or a resumed run with
+                                 # persistent workers would diverge
+                                 generator=torch.Generator().manual_seed(args.seed))
+        if self.is_main:
+            print(f"train: {len(train_ids)} labeled songs"
+                  + (f" + {len(pseudo[1])} pseudo-labeled" if pseudo else "")
+                  + f", {len(self.plan)} steps/epoch of {self.plan.n_labeled} labeled"
+                  + (f" + {self.plan.n_pseudo} pseudo-labeled" if pseudo else "")
+                  + f" crops of {self.frames} frames; valid: {len(self.valid_ids)} songs",
+                  file=sys.stderr)
+
+    # -------------------------------------------------------------------------- checkpoints
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.ckpt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.ckpt"
+
+    def _save_last(self):
+        payload = {
+            "identity": self.identity,
+            "state": self.state,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "noise": self.noise.rng_state(),
+            },
+        }
+        with atomic_path(self.last_path) as tmp:
+            torch.save(payload, tmp)
+
+    def _resume(self) -> bool:
+        if not self.last_path.exists():
+            return False
+        payload = torch.load(self.last_path, map_location="cpu", weights_only=False)
+        if payload["identity"] != self.identity:
+            changed = [k for k in RUN_IDENTITY
+                       if payload["identity"].get(k) != self.identity.get(k)]
+            raise ValueError(f"{self.last_path}: left by a run with other settings ({changed}); "
+                             "use another --out or delete the folder to start over")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.state = payload["state"]
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.noise.set_rng_state(rng["noise"])
+        return True
+
+    def _write_history(self):
+        with atomic_path(self.out / "history.csv") as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+                writer.writeheader()
+                writer.writerows(self.state["history"])
+
+    def _meta(self, stopped: str | None = None) -> dict:
+        meta = {"role": "student" if self.is_student else "teacher",
+                "best_epoch": self.state["best_epoch"],
+                "best_valid_loss": self.state["best_valid_loss"],
+                "epochs_run": self.state["epoch"], "history": self.state["history"],
+                "training": {k: v for k, v in self.identity.items() if k not in ("tags",)},
+                "train_tsv": str(self.args.train), "valid_tsv": str(self.args.valid),
+                "pseudo_labels": [str(p) for p in self.args.pseudo_labels]}
+        if stopped:
+            meta["stopped"] = stopped
+        return meta
+
+    # ---------------------------------------------------------------------------- training
+
+    def _stop_reason(self) -> str | None:
+        if self.state["epochs_since_best"] >= self.args.patience:
+            return f"early stop: no lower validation loss for {self.args.patience} epochs"
+        if self.state["epoch"] >= self.args.max_epochs:
+            return f"reached --max-epochs {self.args.max_epochs}"
+        return None
+
+    def fit(self) -> int:
+        resumed = self._resume()
+        if self._stop_reason() is not None and self.best_path.exists():
+            if self.is_main:
+                print(f"{self.out}: training already finished ({self._stop_reason()}); "
+                      "nothing to do", file=sys.stderr)
+            return 0
+        if resumed and self.is_main:
+            print(f"resuming from {self.last_path} after epoch {self.state['epoch']}",
+                  file=sys.stderr)
+        writer = self._tensorboard()
+        while (stopped := self._stop_reason()) is None:
+            epoch = self.state["epoch"]
+            started = time.perf_counter()
+            train_loss = self._train_epoch(epoch)
+            valid = self._validate() if self.is_main else None
+            valid_loss = self._broadcast(valid["loss"] if valid else 0.0)
+            self.state["epoch"] = epoch + 1
+            improved = valid_loss < self.state["best_valid_loss"]
+            if improved:
+                self.state.update(best_valid_loss=valid_loss, best_epoch=epoch + 1,
+                                  epochs_since_best=0)
+            else:
+                self.state["epochs_since_best"] += 1
+            if self.is_main:
+                row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
+                       "valid_loss": round(valid_loss, 6),
+                       "valid_roc_auc": round(valid["roc_auc"], 6),
+                       "valid_pr_auc": round(valid["pr_auc"], 6),
+                       "seconds": round(time.perf_counter() - started, 2)}
+                self.state["history"].append(row)
+                if improved:
+                    save_checkpoint(self.best_path, self.model, self.tags, self._meta())
+                self._write_history()
+                self._save_last()
+                print(f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
+                      f"valid_loss={row['valid_loss']:.4f} roc_auc={row['valid_roc_auc']:.4f} "
+                      f"pr_auc={row['valid_pr_auc']:.4f} ({row['seconds']:.0f} s)"
+                      + (" *" if improved else ""), file=sys.stderr)
+                if writer:
+                    for key in HISTORY_COLUMNS[1:5]:
+                        writer.add_scalar(key, row[key], row["epoch"])
+            if self.world > 1:
+                dist.barrier()
+        if self.is_main:
+            self._finalize_best(stopped)
+            print(f"{self.out}: {stopped}; best epoch {self.state['best_epoch']} "
+                  f"(valid_loss={self.state['best_valid_loss']:.4f})", file=sys.stderr)
+        if writer:
+            writer.close()
+        if self.world > 1:
+            dist.destroy_process_group()
+        return 0
+
+    def _finalize_best(self, stopped: str):
+        """Rewrite best.ckpt's metadata with the whole history and why training stopped."""
+        payload = torch.load(self.best_path, map_location="cpu", weights_only=True)
+        best = build_model(payload["kind"], **payload["config"])
+        best.load_state_dict(payload["state_dict"])
+        save_checkpoint(self.best_path, best, self.tags, self._meta(stopped))
+
+    def _train_epoch(self, epoch: int) -> float:
+        self.ddp_model.train()
+        self.noise.train()
+        self.plan.set_epoch(epoch)
+        total, count = 0.0, 0
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}", unit="step", leave=False,
+                   disable=not self.is_main, mininterval=10)
+        for mels, targets, sources in bar:
+            loss = self._step(mels.to(self.device, non_blocking=True),
+                              targets.to(self.device, non_blocking=True), sources)
+            total += loss
+            count += 1
+            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        mean = torch.tensor([total, count], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(mean)
+        return float(mean[0] / mean[1])
+
+    def _step(self, mels, targets, sources) -> float:
+        labeled = (sources == LABELED).to(self.device)
+        if self.is_student:
+            x_l, y_l, _ = self.noise(mels[labeled], targets[labeled])
+            y_p, w_p = pseudo_targets(targets[~labeled], self.args.pseudo_mode,
+                                      self.args.pseudo_threshold)
+            x_p, y_p, w_p = self.noise(mels[~labeled], y_p, w_p)
+            x = torch.cat([x_l, x_p])
+        else:
+            x, y_l, _ = self.noise(mels, targets)
+        with autocast(self.device):
+            logits = self.ddp_model(x).float()
+        loss = F.binary_cross_entropy_with_logits(logits[:len(y_l)], y_l)
+        if self.is_student:
+            pseudo = F.binary_cross_entropy_with_logits(logits[len(y_l):], y_p, reduction="none")
+            pseudo = (pseudo * w_p).sum() / w_p.sum().clamp_min(1.0)
+            loss = loss + self.args.pseudo_weight * pseudo
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def _validate(self) -> dict:
+        probs = predict_songs(self.model, self.valid_store, self.valid_ids, self.device,
+                              chunks=self.args.valid_chunks, frames=self.frames,
+                              batch_size=max(self.args.batch_size, self.args.valid_chunks))
+        labels = self.valid_labels
+        clipped = np.clip(probs, 1e-7, 1 - 1e-7)
+        loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
+        roc, pr = per_tag_scores(labels, probs)
+        mask = evaluable_tags(labels)
+        nan = float("nan")
+        return {"loss": float(loss), "roc_auc": float(np.mean(roc[mask])) if mask.any() else nan,
+                "pr_auc": float(np.mean(pr[mask])) if mask.any() else nan}
+
+    def _broadcast(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.broadcast(tensor, src=0)
+        return float(tensor[0])
+
+    def _tensorboard(self):
+        if not self.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))

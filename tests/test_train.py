@@ -1,0 +1,263 @@
+"""`mtt train` on a tiny learnable toy: teacher, students, resnet, resume after SIGKILL.
+
+The toy helpers here (`make_toy`, `TINY_MODEL`) are also used by the evaluate and pseudo-label
+tests.
+"""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mtt.checkpoint import load_checkpoint
+from mtt.cli import main
+from mtt.preprocess import ShardWriter, shard_attributes
+
+TOY_TAGS = ["low", "mid", "high", "pulse"]
+TINY_MODEL = ["--conv-channels", "4", "--width", "16", "--layers", "1", "--heads", "2",
+              "--crop-seconds", "1"]  # 1 s = 44 frames
+
+
+def toy_song(rng, tags_on, frames):
+    """Noise around -60 dB; tag 0/1/2 raise a band, tag 3 adds a 4-frame on/off pulse."""
+    mel = rng.normal(-60.0, 6.0, size=(frames, 128)).astype(np.float32)
+    for tag, (lo, hi) in enumerate([(5, 25), (50, 70), (100, 120)]):
+        if tags_on[tag]:
+            mel[:, lo:hi] += 30.0
+    if tags_on[3]:
+        mel[(np.arange(frames) // 4) % 2 == 0, :] += 15.0
+    return mel
+
+
+def write_shard(path, songs):
+    """songs: list of (track_id, (frames, 128) mel) -> a real mel shard via the preprocess writer."""
+    writer = ShardWriter(Path(path), shard_attributes(1.0, "toy"))
+    for track_id, mel in songs:
+        writer.add(track_id, mel.astype(np.float16), mel.shape[0] * 512)
+    writer.close()
+
+
+def write_split(path, rows, tags=TOY_TAGS):
+    with open(path, "w") as f:
+        f.write("track_id\tartist_id\tpath\ttags\n")
+        for track_id, labels in rows:
+            joined = ";".join(t for t, on in zip(tags, labels) if on)
+            f.write(f"{track_id}\tA{track_id}\t{track_id}.mp3\t{joined}\n")
+
+
+def make_toy(root: Path, n_train=48, n_valid=24, n_test=24, n_unlabeled=48, seed=0):
+    """A toy dataset folder: tags.txt, {train,valid,test}.tsv, labeled.h5, unlabeled.h5."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tags.txt").write_text("\n".join(TOY_TAGS) + "\n")
+    songs, unlabeled = [], []
+    counts = {"train": n_train, "valid": n_valid, "test": n_test}
+    for split, count in counts.items():
+        rows = []
+        for i in range(count):
+            labels = rng.random(len(TOY_TAGS)) < 0.4
+            track_id = f"{split}{i:03d}"
+            songs.append((track_id, toy_song(rng, labels, int(rng.integers(30, 140)))))
+            rows.append((track_id, labels))
+        write_split(root / f"{split}.tsv", rows)
+    for i in range(n_unlabeled):
+        labels = rng.random(len(TOY_TAGS)) < 0.4
+        unlabeled.append((f"unl{i:03d}", toy_song(rng, labels, int(rng.integers(30, 140)))))
+    write_shard(root / "labeled.h5", songs)
+    write_shard(root / "unlabeled.h5", unlabeled)
+    return root
+
+
+def train_args(toy: Path, out: Path, *extra):
+    return ["train", "--train", str(toy / "train.tsv"), "--valid", str(toy / "valid.tsv"),
+            "--tags", str(toy / "tags.txt"), "--mels", str(toy / "labeled.h5"),
+            "--out", str(out), "--batch-size", "8", "--lr", "3e-3", "--valid-chunks", "2",
+            "--device", "cpu", *TINY_MODEL, *extra]
+
+
+def read_history(folder: Path):
+    with open(folder / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def teacher(toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    assert main(train_args(toy, out, "--max-epochs", "6", "--patience", "50")) == 0
+    return out
+
+
+def test_teacher_learns_the_toy_and_writes_its_outputs(teacher):
+    history = read_history(teacher)
+    assert [int(r["epoch"]) for r in history] == list(range(1, 7))
+    assert list(history[0]) == ["epoch", "train_loss", "valid_loss", "valid_roc_auc",
+                                "valid_pr_auc", "seconds"]
+    train_loss = [float(r["train_loss"]) for r in history]
+    valid_loss = [float(r["valid_loss"]) for r in history]
+    assert train_loss[-1] < 0.85 * train_loss[0]
+    assert min(valid_loss) < valid_loss[0]
+    assert float(history[-1]["valid_roc_auc"]) > 0.75
+    model, info = load_checkpoint(teacher / "best.ckpt")
+    assert info["tags"] == TOY_TAGS and info["config"]["width"] == 16
+    best_epoch = int(np.argmin(valid_loss)) + 1
+    assert info["meta"]["best_epoch"] == best_epoch
+    assert len(info["meta"]["history"]) == 6 and "max-epochs" in info["meta"]["stopped"]
+    assert info["meta"]["training"]["crop_frames"] == 44
+    assert (teacher / "last.ckpt").exists()
+
+
+def test_finished_run_is_left_alone(toy, teacher):
+    before = {p.name: p.stat().st_mtime_ns for p in teacher.iterdir()}
+    assert main(train_args(toy, teacher, "--max-epochs", "6", "--patience", "50")) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in teacher.iterdir()} == before
+
+
+def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path):
+    out = tmp_path / "more"
+    out.mkdir()
+    for name in ("best.ckpt", "last.ckpt", "history.csv"):
+        (out / name).write_bytes((teacher / name).read_bytes())
+    assert main(train_args(toy, out, "--max-epochs", "7", "--patience", "50")) == 0
+    assert len(read_history(out)) == 7
+
+
+def test_other_settings_in_the_same_folder_are_refused(toy, teacher, capsys):
+    assert main(train_args(toy, teacher, "--max-epochs", "8", "--seed", "5")) == 2
+    assert "seed" in capsys.readouterr().err
+
+
+def test_early_stopping_counts_epochs_without_improvement(toy, tmp_path):
+    out = tmp_path / "stop"
+    # lr 0: the weights never change, so the validation loss never improves after epoch 1
+    assert main(train_args(toy, out, "--lr", "0", "--max-epochs", "20", "--patience", "2",
+                           "--steps-per-epoch", "1")) == 0
+    assert len(read_history(out)) == 3
+    _, info = load_checkpoint(out / "best.ckpt")
+    assert info["meta"]["best_epoch"] == 1 and "early stop" in info["meta"]["stopped"]
+
+
+@pytest.fixture(scope="module")
+def pseudo_labels(toy, teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pl") / "unlabeled.labels.h5"
+    assert main(["pseudo-label", "--checkpoint", str(teacher / "best.ckpt"), "--mels",
+                 str(toy / "unlabeled.h5"), "--out", str(out), "--chunks", "2",
+                 "--device", "cpu"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("mode, threshold", [("soft", "0.5"), ("hard", "0.5"),
+                                             ("threshold", "0.7")])
+def test_noisy_student_trains_on_labeled_and_pseudo_labeled_songs(toy, pseudo_labels, tmp_path,
+                                                                  mode, threshold, capsys):
+    out = tmp_path / f"student_{mode}"
+    args = train_args(toy, out, "--max-epochs", "2", "--steps-per-epoch", "3",
+                      "--pseudo-labels", str(pseudo_labels),
+                      "--unlabeled-mels", str(toy / "unlabeled.h5"),
+                      "--pseudo-mode", mode, "--pseudo-threshold", threshold,
+                      "--drop-path", "0.1", "--noise-prob", "0.5")
+    assert main(args) == 0
+    assert "4 labeled + 4 pseudo-labeled" in capsys.readouterr().err
+    _, info = load_checkpoint(out / "best.ckpt")
+    assert info["meta"]["role"] == "student"
+    assert info["meta"]["training"]["noise"] == ["specaugment", "gain", "mixup", "shift"]
+    assert info["config"]["drop_path"] == 0.1
+    assert len(read_history(out)) == 2
+
+
+def test_student_needs_the_unlabeled_mels(toy, pseudo_labels, tmp_path, capsys):
+    args = train_args(toy, tmp_path / "s", "--pseudo-labels", str(pseudo_labels))
+    assert main(args) == 2
+    assert "--unlabeled-mels" in capsys.readouterr().err
+
+
+def test_resnet_trains_a_few_steps(toy, tmp_path):
+    out = tmp_path / "resnet"
+    args = ["train", "--train", str(toy / "train.tsv"), "--valid", str(toy / "valid.tsv"),
+            "--tags", str(toy / "tags.txt"), "--mels", str(toy / "labeled.h5"), "--out", str(out),
+            "--model", "resnet", "--conv-channels", "4", "--crop-seconds", "1.5",
+            "--batch-size", "4", "--max-epochs", "1", "--steps-per-epoch", "2",
+            "--valid-chunks", "1", "--device", "cpu"]
+    assert main(args) == 0
+    _, info = load_checkpoint(out / "best.ckpt")
+    assert info["kind"] == "resnet" and info["config"]["channels"] == 4
+
+
+def test_resnet_refuses_transformer_options(toy, tmp_path, capsys):
+    args = train_args(toy, tmp_path / "r", "--model", "resnet")
+    assert main(args) == 2
+    assert "does not apply to the resnet" in capsys.readouterr().err
+
+
+def test_bad_split_file_is_named(toy, tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("id\tlabels\nx\ty\n")
+    args = train_args(toy, tmp_path / "o")
+    args[args.index("--train") + 1] = str(bad)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "track_id" in err
+
+
+def _final_weights(folder: Path):
+    return torch.load(folder / "last.ckpt", weights_only=False)["model"]
+
+
+def test_resume_after_sigkill_reaches_the_same_weights(toy, pseudo_labels, tmp_path):
+    """A student run killed with SIGKILL and rerun ends with exactly the weights of an
+    uninterrupted run (noise, dropout, stochastic depth and data order all restored)."""
+    student = ["--pseudo-labels", str(pseudo_labels), "--unlabeled-mels", str(toy / "unlabeled.h5"),
+               "--drop-path", "0.1", "--max-epochs", "4", "--patience", "50",
+               "--steps-per-epoch", "6"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "mtt.cli"]
+    straight = tmp_path / "straight"
+    subprocess.run(command + train_args(toy, straight, *student, "--workers", "1"), env=env,
+                   check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command + train_args(toy, killed, *student), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if (killed / "history.csv").exists() and len(read_history(killed)) >= 2:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epochs_done = len(read_history(killed))
+    assert 2 <= epochs_done < 4
+    subprocess.run(command + train_args(toy, killed, *student), env=env, check=True,
+                   capture_output=True)
+
+    assert len(read_history(killed)) == 4
+    a, b = _final_weights(straight), _final_weights(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert read_history(straight)[-1]["valid_loss"] == read_history(killed)[-1]["valid_loss"]
+
+
+def test_two_processes_with_torchrun(toy, tmp_path):
+    """DDP on CPU (gloo): two ranks share the epoch's batches, rank 0 writes the outputs."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "mtt.cli",
+         *train_args(toy, out, "--max-epochs", "2", "--steps-per-epoch", "4")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 steps/epoch" in result.stderr
+    assert len(read_history(out)) == 2
+    load_checkpoint(out / "best.ckpt")
