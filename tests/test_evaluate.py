@@ -1,0 +1,106 @@
+"""`mtt evaluate`: predictions are the chunk mean (or one whole-song pass), metrics are sklearn's."""
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from mtt.checkpoint import save_checkpoint
+from mtt.cli import main
+from mtt.data import read_split
+from mtt.mel_store import MelStore
+from mtt.models import build_model
+from mtt.predict import predict_songs
+from test_train import TOY_TAGS, make_toy, write_split
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = make_toy(tmp_path_factory.mktemp("toy"), n_train=4, n_valid=4, n_test=30,
+                    n_unlabeled=0)
+    # give the last tag no positive in the test split, so it must be excluded from the macro
+    ids, labels = read_split(root / "test.tsv", TOY_TAGS)
+    labels[:, 3] = 0
+    write_split(root / "test.tsv", list(zip(ids, labels.astype(bool))))
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("transformer", len(TOY_TAGS), conv_channels=4, width=16, layers=1, heads=2)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    save_checkpoint(path, model, TOY_TAGS, meta={"training": {"crop_frames": 44}})
+    return path
+
+
+def evaluate(toy, checkpoint, out, *extra):
+    return main(["evaluate", "--checkpoint", str(checkpoint), "--tracks", str(toy / "test.tsv"),
+                 "--tags", str(toy / "tags.txt"), "--mels", str(toy / "labeled.h5"),
+                 "--out", str(out), "--bootstrap", "200", "--device", "cpu", *extra])
+
+
+def test_metrics_equal_sklearn_on_the_saved_predictions(toy, checkpoint, tmp_path):
+    assert evaluate(toy, checkpoint, tmp_path, "--chunks", "3") == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    with h5py.File(tmp_path / "predictions.h5") as f:
+        track_ids = list(f["track_id"].asstr()[()])
+        probs, labels = f["probs"][()], f["labels"][()]
+        assert json.loads(f.attrs["tags"]) == TOY_TAGS
+    ids, expected_labels = read_split(toy / "test.tsv", TOY_TAGS)
+    assert track_ids == ids and np.array_equal(labels, expected_labels)
+    assert metrics["excluded_tags"] == ["pulse"]
+    assert metrics["n_songs"] == 30
+    kept = [0, 1, 2]
+    assert metrics["roc_auc"]["macro"] == pytest.approx(
+        np.mean([roc_auc_score(labels[:, t], probs[:, t]) for t in kept]))
+    assert metrics["pr_auc"]["macro"] == pytest.approx(
+        np.mean([average_precision_score(labels[:, t], probs[:, t]) for t in kept]))
+    for name in ("roc_auc", "pr_auc"):
+        assert metrics[name]["ci_low"] <= metrics[name]["macro"] <= metrics[name]["ci_high"]
+    per_tag = pd.read_csv(tmp_path / "per_tag.tsv", sep="\t")
+    assert list(per_tag["tag"]) == TOY_TAGS
+    assert per_tag["roc_auc"].isna().tolist() == [False, False, False, True]
+    assert per_tag.loc[0, "roc_auc"] == pytest.approx(roc_auc_score(labels[:, 0], probs[:, 0]),
+                                                      abs=1e-6)
+
+
+def test_song_prediction_is_the_mean_over_evenly_spaced_chunks(toy, checkpoint):
+    from mtt.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    store = MelStore([toy / "labeled.h5"])
+    ids = ["test000", "test001", "test002"]
+    probs = predict_songs(model, store, ids, torch.device("cpu"), chunks=3, frames=44,
+                          batch_size=4)  # 1 song per batch: batching must not matter
+    with torch.no_grad():
+        for i, track_id in enumerate(ids):
+            chunks = torch.from_numpy(store.read_chunks(track_id, 3, 44))
+            expected = torch.sigmoid(model(chunks)).mean(0).numpy()
+            np.testing.assert_allclose(probs[i], expected, rtol=1e-5, atol=1e-6)
+    whole = predict_songs(model, store, ids, torch.device("cpu"), whole_song=True)
+    with torch.no_grad():
+        for i, track_id in enumerate(ids):
+            song = torch.from_numpy(store.read_song(track_id))[None]
+            np.testing.assert_allclose(whole[i], torch.sigmoid(model(song))[0].numpy(),
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_whole_song_mode_writes_metrics(toy, checkpoint, tmp_path):
+    assert evaluate(toy, checkpoint, tmp_path, "--whole-song") == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["prediction"] == "whole song" and metrics["n_songs"] == 30
+
+
+def test_tag_list_mismatch_is_refused(toy, checkpoint, tmp_path, capsys):
+    other = tmp_path / "tags.txt"
+    other.write_text("\n".join(reversed(TOY_TAGS)) + "\n")
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--tracks", str(toy / "test.tsv"),
+            "--tags", str(other), "--mels", str(toy / "labeled.h5"), "--out", str(tmp_path / "o"),
+            "--device", "cpu"]
+    assert main(args) == 2
+    assert "tags differ" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "metrics.json").exists()
