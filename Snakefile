@@ -13,7 +13,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# the project's defaults (the demo), also when Snakemake runs in another --directory;
+# --configfile FILE replaces any of them
+configfile: f"{workflow.basedir}/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

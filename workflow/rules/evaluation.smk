@@ -75,13 +75,13 @@ PLOTS = {
 
 rule report:
     input:
-        summary=f"{RESULTS}/evaluation/summary.tsv",
-        evaluations=expand(f"{RESULTS}/evaluation/{{model}}/per_tag.tsv", model=all_models()),
+        per_tag=expand(f"{RESULTS}/evaluation/{{model}}/per_tag.tsv", model=all_models()),
         predictions=expand(
             f"{RESULTS}/evaluation/{{model}}/predictions.h5", model=all_models()
         ),
         histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=all_models()),
-        split_report=f"{RESULTS}/split/report.json",
+        splits=expand(f"{RESULTS}/split/{{split}}.tsv", split=SPLITS),
+        tags=f"{RESULTS}/split/tags.txt",
     output:
         **{
             name: report(
@@ -93,6 +93,7 @@ rule report:
             for name, title in PLOTS.items()
         },
     params:
+        split_dir=lambda wildcards, input: Path(input.tags).parent,
         out=lambda wildcards, output: Path(output.pr_curves).parent,
     log:
         log_path("report"),
@@ -104,6 +105,6 @@ rule report:
     conda:
         "../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli plots --summary {input.summary} --per-tag {input.evaluations}"
-        " --predictions {input.predictions} --histories {input.histories}"
-        " --split-report {input.split_report} --out-dir {params.out} > {log} 2>&1"
+        "python -m mtt.cli plots --per-tag {input.per_tag} --predictions {input.predictions}"
+        " --histories {input.histories} --split-dir {params.split_dir} --out-dir {params.out}"
+        " > {log} 2>&1"

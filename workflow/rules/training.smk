@@ -18,13 +18,17 @@ rule train_teacher:
     threads: config["resources"]["train"]["threads"]
     resources:
         **stage_resources("train", gpu=True),
+        attempt=lambda wildcards, attempt: attempt,
     retries: config["retries"]
     conda:
         "../envs/mtt.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
+        # so a failed attempt leaves it), e.g. after a SLURM time limit
+        "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
+        " OMP_NUM_THREADS={threads} python -m mtt.cli train"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
-        " --out {params.out} {params.options} --device {params.device} --workers {threads}"
+        " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
 
 
@@ -48,13 +52,17 @@ rule train_resnet_teacher:
     threads: config["resources"]["train"]["threads"]
     resources:
         **stage_resources("train", gpu=True),
+        attempt=lambda wildcards, attempt: attempt,
     retries: config["retries"]
     conda:
         "../envs/mtt.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
+        # so a failed attempt leaves it), e.g. after a SLURM time limit
+        "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
+        " OMP_NUM_THREADS={threads} python -m mtt.cli train"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
-        " --out {params.out} {params.options} --device {params.device} --workers {threads}"
+        " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
 
 
@@ -105,12 +113,16 @@ rule train_student:
     threads: config["resources"]["train"]["threads"]
     resources:
         **stage_resources("train", gpu=True),
+        attempt=lambda wildcards, attempt: attempt,
     retries: config["retries"]
     conda:
         "../envs/mtt.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
+        # so a failed attempt leaves it), e.g. after a SLURM time limit
+        "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
+        " OMP_NUM_THREADS={threads} python -m mtt.cli train"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
-        " --out {params.out} {params.options} --device {params.device} --workers {threads}"
+        " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"

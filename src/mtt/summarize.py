@@ -1,0 +1,151 @@
+"""`mtt summarize`: gather every model's evaluation into one table, and the paper's comparison.
+
+Inputs are the `metrics.json` files of `mtt evaluate` and the `history.csv` files of `mtt train`,
+one of each per model; a model is named by the folder that holds its file
+(`results/evaluation/student_kd/metrics.json` -> `student_kd`).
+
+`summary.tsv`: one row per model with macro ROC-AUC and PR-AUC, their bootstrap intervals, the
+number of test songs and the length of training. `comparison.tsv` (optional): the comparison of
+the paper, one row per model family (and noisy-student round) and metric, one column per training
+method: supervised, noisy student KD, noisy student KE, ...
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_path
+
+SUMMARY_COLUMNS = [
+    "model", "family", "method", "round",
+    "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high",
+    "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high",
+    "n_songs", "n_tags", "prediction", "epochs", "best_epoch", "train_minutes",
+]
+FAMILY_NAMES = {"transformer": "Music Tagging Transformer", "resnet": "ResNet"}
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+STUDENT = re.compile(r"^(?P<family>resnet_)?student_(?P<kind>[a-z0-9]+?)(_round(?P<round>\d+))?$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics", required=True, nargs="+", type=Path,
+                        help="metrics.json of each model (model name = its folder)")
+    parser.add_argument("--histories", nargs="*", type=Path, default=[],
+                        help="history.csv of each model (model name = its folder)")
+    parser.add_argument("--out", required=True, type=Path, help="summary table (TSV)")
+    parser.add_argument("--comparison", type=Path,
+                        help="also write the supervised vs noisy-student comparison (TSV)")
+
+
+def run(args) -> int:
+    try:
+        summary = summarize(args.metrics, args.histories)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"mtt summarize: error: {err}", file=sys.stderr)
+        return 2
+    with atomic_path(args.out) as tmp:
+        summary.to_csv(tmp, sep="\t", index=False, float_format="%.4f", na_rep="")
+    print(summary[["model", "roc_auc", "pr_auc"]].to_string(index=False), file=sys.stderr)
+    if args.comparison:
+        with atomic_path(args.comparison) as tmp:
+            comparison_table(summary).to_csv(tmp, sep="\t", index=False)
+    return 0
+
+
+def describe_model(name: str) -> dict:
+    """Family, training method and noisy-student round of a model, from its name."""
+    if name in ("teacher", "resnet_teacher"):
+        family = "resnet" if name.startswith("resnet") else "transformer"
+        return {"family": family, "method": "supervised", "round": 0}
+    match = STUDENT.match(name)
+    if match:
+        return {"family": "resnet" if match["family"] else "transformer",
+                "method": f"noisy student {match['kind'].upper()}",
+                "round": int(match["round"] or 1)}
+    return {"family": "other", "method": name, "round": 0}
+
+
+def summarize(metrics_paths, history_paths) -> pd.DataFrame:
+    histories = {Path(p).parent.name: Path(p) for p in history_paths}
+    rows = []
+    for path in metrics_paths:
+        path = Path(path)
+        model = path.parent.name
+        try:
+            metrics = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        row = {"model": model, **describe_model(model)}
+        for metric in METRIC_NAMES:
+            if metric not in metrics or "macro" not in metrics[metric]:
+                raise ValueError(f"{path}: no macro {metric} (is it a `mtt evaluate` output?)")
+            row[metric] = metrics[metric]["macro"]
+            row[f"{metric}_ci_low"] = metrics[metric].get("ci_low")
+            row[f"{metric}_ci_high"] = metrics[metric].get("ci_high")
+        row["n_songs"] = metrics.get("n_songs")
+        row["n_tags"] = metrics.get("n_tags_evaluated")
+        row["prediction"] = metrics.get("prediction")
+        if model in histories:
+            row.update(training_length(histories[model]))
+        rows.append(row)
+    if len({row["model"] for row in rows}) != len(rows):
+        raise ValueError("two metrics files belong to models of the same name")
+    return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
+
+
+def training_length(history_path: Path) -> dict:
+    """Epochs run, the epoch of the lowest validation loss, and minutes of training."""
+    history = pd.read_csv(history_path)
+    missing = {"epoch", "valid_loss", "seconds"} - set(history.columns)
+    if missing:
+        raise ValueError(f"{history_path}: missing columns {sorted(missing)}")
+    if history.empty:
+        return {"epochs": 0}
+    return {
+        "epochs": int(history["epoch"].max()),
+        "best_epoch": int(history.loc[history["valid_loss"].idxmin(), "epoch"]),
+        "train_minutes": float(history["seconds"].sum() / 60.0),
+    }
+
+
+def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows: model family (and round beyond the first) x metric; columns: training methods.
+
+    Cells read `score [ci_low, ci_high]`; empty where a model was not trained.
+    """
+    methods = ["supervised"] + sorted(m for m in summary["method"].unique() if m != "supervised")
+    rows = []
+    known = summary[summary["family"] != "other"]
+    for (family, round_), group in _family_rounds(known):
+        label = FAMILY_NAMES.get(family, family)
+        if round_ > 1:
+            label = f"{label}, round {round_}"
+        for metric, metric_name in METRIC_NAMES.items():
+            row = {"model": label, "metric": metric_name}
+            for method in methods:
+                match = group[group["method"] == method]
+                row[method] = _cell(match.iloc[0], metric) if len(match) else ""
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "metric"] + methods)
+
+
+def _family_rounds(summary: pd.DataFrame):
+    """Groups of (family, round): round 1 also holds the supervised model of the family."""
+    for family in summary["family"].unique():
+        models = summary[summary["family"] == family]
+        rounds = sorted(set(models["round"]) - {0}) or [1]
+        for round_ in rounds:
+            keep = models["round"] == round_
+            if round_ == 1:
+                keep |= models["round"] == 0
+            yield (family, round_), models[keep]
+
+
+def _cell(row, metric: str) -> str:
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if pd.isna(low) or pd.isna(high):
+        return f"{row[metric]:.4f}"
+    return f"{row[metric]:.4f} [{low:.4f}, {high:.4f}]"

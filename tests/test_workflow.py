@@ -1,0 +1,353 @@
+"""The Snakemake workflow: config validation, planning, lint, `mtt summarize` / `mtt plots`, and
+the whole pipeline on tests/tiny.yaml (real stages end to end, a few minutes on 2 cores)."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtt import plots, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+TINY = ROOT / "tests" / "tiny.yaml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def snakemake_env():
+    """The environment the workflow's jobs need: this interpreter's `python` first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def snakemake(*args, workdir, timeout=900, check=True):
+    command = [str(VENV_BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
+               *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, env=snakemake_env(),
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def planned_jobs(output: str) -> dict:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    match = re.search(r"^job\s+count\n-+\s+-+\n(.*?)^total\s+\d+", output, re.M | re.S)
+    if match is None:
+        return {}
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", match.group(1),
+                                                           re.M)}
+
+
+# ---- planning, validation, lint (seconds) -------------------------------------------------
+
+def test_default_config_plans_the_whole_demo_pipeline(tmp_path):
+    result = snakemake("-n", "--cores", "2", workdir=tmp_path)
+    assert planned_jobs(result.stdout) == {
+        "demo_data": 1, "build_splits": 1, "preprocess_mel": 6, "train_teacher": 1,
+        "pseudo_label": 2, "train_student": 2, "evaluate": 3, "summarize": 1, "report": 1,
+        "all": 1,
+    }
+
+
+def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("preprocess:\n  shards: {train: 3, valid: 2, test: 1, student: 4}\n"
+                     "noisy_student:\n  rounds: 2\n  students:\n    ke: null\n"
+                     "resnet_teacher:\n  enabled: true\n  model: resnet\n")
+    result = snakemake("-n", "--cores", "2", "--configfile", TINY, extra, workdir=tmp_path)
+    jobs = planned_jobs(result.stdout)
+    assert jobs["preprocess_mel"] == 3 + 2 + 1 + 4
+    # round 1 labels with the teacher, round 2 with the round-1 KD student: 4 shards each
+    assert jobs["pseudo_label"] == 8
+    assert jobs["train_student"] == 2
+    assert jobs["train_resnet_teacher"] == 1
+    assert jobs["evaluate"] == 4  # teacher, resnet_teacher, student_kd, student_kd_round2
+    assert "results/pseudo_labels/student_kd/4-of-4.h5" in result.stdout
+    assert "results/models/student_kd_round2/best.ckpt" in result.stdout
+
+
+@pytest.mark.parametrize("config", ["msd", "mtg-jamendo"])
+def test_real_data_configs_validate_and_plan(tmp_path, config):
+    """The paper-setting configs are valid; with their metadata present they plan every stage."""
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    for name in ("track_metadata.db", "lastfm_tags.db", "autotagging.tsv", "top50_tags.txt"):
+        (dataset / name).write_text("")
+    overrides = tmp_path / "paths.yaml"
+    overrides.write_text(
+        f"dataset:\n  audio_root: {dataset}\n  track_metadata: {dataset}/track_metadata.db\n"
+        f"  lastfm_tags: {dataset}/lastfm_tags.db\n  metadata: {dataset}/autotagging.tsv\n"
+        f"  tag_list: {dataset}/top50_tags.txt\n")
+    result = snakemake("-n", "-p", "--cores", "2", "--configfile", ROOT / "config" / f"{config}.yaml",
+                       overrides, workdir=tmp_path)
+    jobs = planned_jobs(result.stdout)
+    assert jobs["train_teacher"] == 1 and jobs["train_resnet_teacher"] == 1
+    assert jobs["train_student"] == 2 and jobs["evaluate"] == 4
+    assert "demo_data" not in jobs
+    assert "--preset teacher --conv-channels 128 --width 256" in result.stdout
+    assert "--lr 0.0001" in result.stdout and "--batch-size 32" in result.stdout
+    assert "--crop-seconds 10.0" in result.stdout and "--patience 40" in result.stdout
+
+
+@pytest.mark.parametrize("content, where, what", [
+    ("teacher:\n  widht: 64\n", "teacher", "'widht' was unexpected"),
+    ("evalute:\n  chunks: 3\n", "the top level", "'evalute' was unexpected"),
+    ("noisy_student:\n  students:\n    kd: {model: transformer, noise: blur}\n",
+     "noisy_student > students > kd > noise", "'blur' does not match"),
+    ("training:\n  lr: -1\n", "training > lr", "less than or equal to the minimum"),
+    ("dataset:\n  format: msd\n", "dataset", "'audio_root' is a required property"),
+])
+def test_a_wrong_key_or_value_fails_with_one_clear_message(tmp_path, content, where, what):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    result = snakemake("-n", "--cores", "1", "--configfile", bad, workdir=tmp_path, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "Invalid configuration" in line]
+    assert len(lines) == 1, output
+    assert f"Invalid configuration at {where}:" in lines[0] and what in lines[0], lines[0]
+
+
+def test_lint_finds_nothing(tmp_path):
+    result = snakemake("--lint", workdir=tmp_path)
+    output = result.stdout + result.stderr
+    assert "Lints for" not in output
+    assert "Congratulations, your workflow is in a good condition!" in output
+
+
+def test_gpu_stages_request_a_gpu_and_cpu_stages_do_not(tmp_path):
+    result = snakemake("-n", "--cores", "2", workdir=tmp_path)
+    blocks = re.split(r"\n(?=rule \w+:)", result.stdout)
+    for block in blocks:
+        rule = re.match(r"rule (\w+):", block)
+        if rule is None or rule.group(1) == "all":
+            continue
+        resources = re.search(r"resources: (.*)", block).group(1)
+        assert "mem_mb=" in resources and "runtime=" in resources, block
+        wants_gpu = rule.group(1) in {"train_teacher", "train_student", "pseudo_label", "evaluate"}
+        assert ("gpu=1" in resources) == wants_gpu, block
+
+
+# ---- mtt summarize / mtt plots on made-up evaluation outputs ------------------------------
+
+TAGS = ["rock", "pop", "jazz", "ambient"]
+
+
+def fake_model_outputs(root: Path, model: str, seed: int):
+    """What `mtt evaluate` and `mtt train` leave for one model (values are random)."""
+    rng = np.random.default_rng(seed)
+    evaluation = root / "evaluation" / model
+    evaluation.mkdir(parents=True)
+    labels = rng.random((40, len(TAGS))) < 0.3
+    labels[0], labels[1] = True, False
+    probs = np.clip(labels * 0.3 + rng.random(labels.shape) * 0.7, 0, 1)
+    metrics = {
+        "n_songs": 40, "n_tags_evaluated": 4, "excluded_tags": [],
+        "roc_auc": {"macro": 0.8 + seed / 100, "ci_low": 0.75, "ci_high": 0.85},
+        "pr_auc": {"macro": 0.5 + seed / 100, "ci_low": 0.45, "ci_high": 0.55},
+        "prediction": "mean of 8 chunks",
+        "per_tag": {t: {"roc_auc": 0.8, "pr_auc": 0.5, "positives": int(labels[:, i].sum())}
+                    for i, t in enumerate(TAGS)},
+    }
+    (evaluation / "metrics.json").write_text(json.dumps(metrics))
+    pd.DataFrame([{"tag": t, **v} for t, v in metrics["per_tag"].items()]).to_csv(
+        evaluation / "per_tag.tsv", sep="\t", index=False)
+    with h5py.File(evaluation / "predictions.h5", "w") as f:
+        f["probs"] = probs.astype(np.float32)
+        f["labels"] = labels.astype(np.uint8)
+    training = root / "models" / model
+    training.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.7, 0.6, 0.5],
+                  "valid_loss": [0.65, 0.55, 0.58], "valid_roc_auc": [0.6, 0.7, 0.72],
+                  "valid_pr_auc": [0.3, 0.4, 0.41], "seconds": [60.0, 60.0, 60.0]}).to_csv(
+        training / "history.csv", index=False)
+    return evaluation, training
+
+
+def test_summarize_writes_one_row_per_model_and_the_paper_comparison(tmp_path):
+    models = ["teacher", "resnet_teacher", "student_kd", "student_ke", "student_kd_round2"]
+    for seed, model in enumerate(models):
+        fake_model_outputs(tmp_path, model, seed)
+    args = ["--metrics", *[tmp_path / "evaluation" / m / "metrics.json" for m in models],
+            "--histories", *[tmp_path / "models" / m / "history.csv" for m in models],
+            "--out", tmp_path / "summary.tsv", "--comparison", tmp_path / "comparison.tsv"]
+    from mtt.cli import main
+    assert main(["summarize", *map(str, args)]) == 0
+
+    summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t")
+    assert list(summary["model"]) == models
+    assert list(summary["method"]) == ["supervised", "supervised", "noisy student KD",
+                                       "noisy student KE", "noisy student KD"]
+    assert list(summary["round"]) == [0, 0, 1, 1, 2]
+    assert list(summary["family"]) == ["transformer", "resnet", "transformer", "transformer",
+                                       "transformer"]
+    teacher = summary.set_index("model").loc["teacher"]
+    assert teacher["roc_auc"] == pytest.approx(0.80) and teacher["pr_auc_ci_high"] == 0.55
+    assert teacher["epochs"] == 3 and teacher["best_epoch"] == 2
+    assert teacher["train_minutes"] == pytest.approx(3.0)
+
+    comparison = pd.read_csv(tmp_path / "comparison.tsv", sep="\t", keep_default_na=False)
+    assert list(comparison.columns) == ["model", "metric", "supervised", "noisy student KD",
+                                        "noisy student KE"]
+    first = comparison.iloc[0]
+    assert (first["model"], first["metric"]) == ("Music Tagging Transformer", "ROC-AUC")
+    assert first["supervised"] == "0.8000 [0.7500, 0.8500]"
+    assert first["noisy student KD"].startswith("0.8200")
+    assert first["noisy student KE"].startswith("0.8300")
+    round2 = comparison[comparison["model"] == "Music Tagging Transformer, round 2"]
+    assert list(round2["supervised"]) == ["", ""]
+    assert round2.iloc[0]["noisy student KD"].startswith("0.8400")
+    resnet = comparison[comparison["model"] == "ResNet"]
+    assert resnet.iloc[1]["supervised"].startswith("0.5100") and resnet.iloc[1]["noisy student KD"] == ""
+
+
+def test_summarize_names_a_file_that_is_not_an_evaluation(tmp_path, capsys):
+    bad = tmp_path / "evaluation" / "teacher" / "metrics.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({"n_songs": 3}))
+    from mtt.cli import main
+    assert main(["summarize", "--metrics", str(bad), "--out", str(tmp_path / "s.tsv")]) == 2
+    assert f"{bad}: no macro roc_auc" in capsys.readouterr().err
+    assert not (tmp_path / "s.tsv").exists()
+
+
+def test_plots_draws_every_figure(tmp_path):
+    models = ["teacher", "student_kd"]
+    for seed, model in enumerate(models):
+        fake_model_outputs(tmp_path, model, seed)
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "tags.txt").write_text("\n".join(TAGS) + "\n")
+    rng = np.random.default_rng(0)
+    for name, n in [("train", 70), ("valid", 15), ("test", 15), ("student", 50), ("none", 5)]:
+        labeled = name in ("train", "valid", "test")
+        rows = [{"track_id": f"{name}{i}", "artist_id": f"a{i % 9}", "path": f"{name}{i}.mp3",
+                 "tags": ";".join(t for t in TAGS if labeled and rng.random() < 0.4)}
+                for i in range(n)]
+        pd.DataFrame(rows).to_csv(split / f"{name}.tsv", sep="\t", index=False)
+    out = tmp_path / "report"
+    from mtt.cli import main
+    code = main(["plots", "--per-tag", *[str(tmp_path / "evaluation" / m / "per_tag.tsv") for m in models],
+                 "--predictions", *[str(tmp_path / "evaluation" / m / "predictions.h5") for m in models],
+                 "--histories", *[str(tmp_path / "models" / m / "history.csv") for m in models],
+                 "--split-dir", str(split), "--out-dir", str(out)])
+    assert code == 0
+    for name in plots.FIGURES:
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+    stats = plots.split_statistics(split, chunksize=7)
+    assert stats["sets"]["train"]["songs"] == 70 and stats["sets"]["train"]["artists"] == 9
+    assert stats["sets"]["student"]["positives"].sum() == 0
+    train = pd.read_csv(split / "train.tsv", sep="\t", keep_default_na=False)
+    assert stats["sets"]["train"]["positives"][0] == train["tags"].str.contains("rock").sum()
+
+
+def test_describe_model_reads_names():
+    assert summarize.describe_model("student_ke_round3") == {
+        "family": "transformer", "method": "noisy student KE", "round": 3}
+    assert summarize.describe_model("resnet_teacher")["family"] == "resnet"
+
+
+# ---- the whole workflow on tests/tiny.yaml -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One complete local run of the workflow on the tiny config (shared by the tests below)."""
+    workdir = tmp_path_factory.mktemp("tiny_workflow")
+    snakemake("--cores", "2", "--configfile", TINY, workdir=workdir, timeout=900)
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_workflow_runs_every_stage(tiny_run):
+    results = tiny_run / "results"
+    summary = pd.read_csv(results / "evaluation" / "summary.tsv", sep="\t")
+    assert list(summary["model"]) == ["teacher", "student_kd", "student_ke"]
+    for column in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "pr_auc_ci_low",
+                   "pr_auc_ci_high"):
+        assert summary[column].between(0, 1).all(), column
+    assert (summary["roc_auc_ci_low"] <= summary["roc_auc_ci_high"]).all()
+    assert (summary["epochs"] == 2).all()
+    comparison = pd.read_csv(results / "evaluation" / "comparison.tsv", sep="\t")
+    assert list(comparison.columns) == ["model", "metric", "supervised", "noisy student KD",
+                                        "noisy student KE"]
+    for name in plots.FIGURES:
+        assert (results / "report" / f"{name}.png").stat().st_size > 1000
+    # every job left a log and a benchmark
+    assert len(list((results / "logs" / "preprocess_mel").rglob("*.log"))) == 6
+    assert len(list((results / "benchmarks").rglob("*.tsv"))) == 17
+    with h5py.File(results / "pseudo_labels" / "teacher" / "1-of-2.h5", "r") as f:
+        assert f["probs"].shape[1] == len((results / "split" / "tags.txt").read_text().split("\n")) - 1
+
+
+@pytest.mark.slow
+def test_complete_run_has_nothing_left_to_do(tiny_run):
+    result = snakemake("-n", "--cores", "2", "--configfile", TINY, workdir=tiny_run)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_forcerun_teacher_plans_only_the_teacher_and_downstream(tiny_run):
+    result = snakemake("-n", "--cores", "2", "--configfile", TINY, "--forcerun", "train_teacher",
+                       workdir=tiny_run)
+    assert planned_jobs(result.stdout) == {
+        "train_teacher": 1, "pseudo_label": 2, "train_student": 2, "evaluate": 3,
+        "summarize": 1, "report": 1, "all": 1,
+    }
+
+
+@pytest.mark.slow
+def test_changing_one_stage_setting_reruns_that_stage_and_downstream(tiny_run, tmp_path):
+    evaluate = tmp_path / "evaluate.yaml"
+    evaluate.write_text("evaluate:\n  bootstrap: 20\n")
+    result = snakemake("-n", "--cores", "2", "--configfile", TINY, evaluate, workdir=tiny_run)
+    assert planned_jobs(result.stdout) == {"evaluate": 3, "summarize": 1, "report": 1, "all": 1}
+
+    student = tmp_path / "student.yaml"
+    student.write_text("noisy_student:\n  students:\n    kd: {width: 24}\n")
+    result = snakemake("-n", "--cores", "2", "--configfile", TINY, student, workdir=tiny_run)
+    assert planned_jobs(result.stdout) == {"train_student": 1, "evaluate": 1, "summarize": 1,
+                                           "report": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_report_html_holds_the_table_and_figures(tiny_run):
+    snakemake("--report", "report.html", "--configfile", TINY, workdir=tiny_run)
+    html = (tiny_run / "report.html").read_text()
+    for name in ["summary.tsv", "comparison.tsv", *[f"{n}.png" for n in plots.FIGURES]]:
+        assert name in html, name
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_reported_and_its_outputs_removed(tiny_run, tmp_path):
+    """A corrupt test shard makes every evaluation fail: Snakemake reports the rule, names the
+    log, exits non-zero and leaves no output of the failed jobs behind."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    shard = workdir / "results" / "mels" / "test" / "1-of-1.h5"
+    shard.write_bytes(b"this is not an HDF5 file")
+    result = snakemake("--cores", "2", "--configfile", TINY, workdir=workdir, check=False)
+    assert result.returncode != 0
+    log = result.stdout + result.stderr
+    assert "Error in rule evaluate" in log
+    assert "results/logs/evaluate/teacher.log" in log
+    for model in ("teacher", "student_kd", "student_ke"):
+        evaluation = workdir / "results" / "evaluation" / model
+        assert not (evaluation / "metrics.json").exists()
+        assert not (evaluation / "predictions.h5").exists()
+    assert str(shard.relative_to(workdir)) in (workdir / "results" / "logs" / "evaluate" /
+                                               "teacher.log").read_text()
+    # nothing downstream ran on stale results
+    summary = workdir / "results" / "evaluation" / "summary.tsv"
+    assert not summary.exists() or summary.stat().st_mtime <= shard.stat().st_mtime
