@@ -229,3 +229,27 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, audio_
     assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
     assert failed.read_bytes() == (tmp_path / "whole.tsv").read_bytes()
     assert not partial.exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_that_crashes_its_decoder_is_a_failure(tmp_path, audio_dir, monkeypatch, workers):
+    """Fault injection: decoding `crash.wav` kills the worker process, as a decoder segfault
+    would. The run must list it as a failure and store every other song."""
+    real_load_audio = load_audio
+
+    def load_or_die(path):
+        if str(path).endswith("crash.wav"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_load_audio(path)
+
+    monkeypatch.setattr("mtt.preprocess.load_audio", load_or_die)  # inherited by forked workers
+    (tmp_path / "crash.wav").symlink_to(audio_dir / "gtzan_country00000.wav")
+    (tmp_path / "good.wav").symlink_to(audio_dir / "gtzan_country00000.wav")
+    rows = [(f"C{i}", "crash.wav" if i == 3 else "good.wav") for i in range(8)]
+    tracks = write_tracks(tmp_path / "tracks.tsv", rows)
+    out, failed = tmp_path / "s.h5", tmp_path / "f.tsv"
+    assert preprocess(tmp_path, tracks, out, failed, "--workers", workers) == 0
+    failures = read_failures(failed)
+    assert list(failures["track_id"]) == ["C3"] and "crashed" in failures["reason"][0]
+    with h5py.File(out, "r") as shard:
+        assert list(shard["track_id"].asstr()[()]) == [f"C{i}" for i in range(8) if i != 3]

@@ -11,6 +11,9 @@ import csv
 import hashlib
 import multiprocessing
 import sys
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--failures", required=True, type=Path,
                         help="TSV of the tracks that could not be used (track_id, path, reason)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="decoding processes (default 1: decode in this process)")
+                        help="decoding processes (default 1); this process only writes")
     parser.add_argument("--min-seconds", type=float, default=1.0,
                         help="tracks shorter than this are failures (default 1.0)")
     parser.add_argument("--shard-index", type=int, default=0,
@@ -168,13 +171,46 @@ def process_track(task: tuple[str, float]) -> TrackResult:
 
 
 def _results(tasks: list, workers: int):
-    """Results in task order, from this process or a pool of `workers` processes."""
-    if workers == 1:
-        yield from map(process_track, tasks)
-        return
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap(process_track, tasks, chunksize=2)
+    """`process_track` of every task, in task order, computed by `workers` processes.
+
+    At most a few tasks per worker are in flight, so memory stays flat whatever the list
+    length. A worker that dies (a decoder crash on a malicious file) breaks the pool: the tasks
+    then in flight are rerun one by one in fresh processes, so the file that kills its process
+    becomes a failure and the run goes on.
+    """
+    in_flight: deque = deque()  # (task index, future), oldest first
+    following = 0
+    pool = _new_pool(workers)
+    try:
+        while in_flight or following < len(tasks):
+            while following < len(tasks) and len(in_flight) < 4 * workers:
+                in_flight.append((following, pool.submit(process_track, tasks[following])))
+                following += 1
+            index, future = in_flight.popleft()
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                pool.shutdown(cancel_futures=True)
+                for index in [index, *(i for i, _ in in_flight)]:
+                    yield _process_alone(tasks[index])
+                in_flight.clear()
+                pool = _new_pool(workers)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    # fork: workers start in milliseconds and inherit the imported modules
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_init_worker)
+
+
+def _process_alone(task) -> TrackResult:
+    with _new_pool(1) as pool:
+        try:
+            return pool.submit(process_track, task).result()
+        except BrokenProcessPool:
+            return TrackResult(None, 0, "the decoding process crashed on this file")
 
 
 # -------------------------------------------------------------------------------------- output
