@@ -7,8 +7,12 @@ it times, one worker each, median over repeats:
   librosa  - librosa.load(sr=22050) + feature.melspectrogram + power_to_db, same parameters;
 and ours with 2 workers vs 1. Needs librosa (the project's `bench` extra).
 
-Last line: songs_per_s=X ratio_vs_librosa=Y ratio_vs_decode=Z (22,050 Hz MP3s, one worker),
-then the 2-worker speedup and the 44,100 Hz figures.
+The methods take turns within each repeat, and each is also timed in CPU seconds (this process
+plus its waited-for workers), which other jobs on a busy machine disturb far less than wall time.
+`compute` (decode + LogMel, no output) shows what the shard writing costs on top.
+
+Last line: songs_per_s=X ratio_vs_librosa=Y ratio_vs_decode=Z (22,050 Hz MP3s, one worker, wall
+clock), then the 2-worker speedup, the same ratios in CPU time and the 44,100 Hz figures.
 """
 import os
 
@@ -74,13 +78,27 @@ def librosa_logmel(librosa, path: Path) -> np.ndarray:
     return librosa.power_to_db(power, ref=1.0, amin=frontend.POWER_FLOOR, top_db=None)
 
 
-def songs_per_second(job, count: int, repeats: int) -> float:
-    rates = []
+def timed(job) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and of the worker processes it waited for)."""
+    before, start = os.times(), time.perf_counter()
+    job()
+    wall, after = time.perf_counter() - start, os.times()
+    cpu = sum(after[:4]) - sum(before[:4])  # user + system, self + waited-for children
+    return wall, cpu
+
+
+def interleaved_rates(jobs: dict, count: int, repeats: int) -> dict:
+    """Median songs per wall second and per CPU second of each job; the jobs take turns in
+    every repeat so that the machine's load varies alike for all of them."""
+    walls = {name: [] for name in jobs}
+    cpus = {name: [] for name in jobs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        job()
-        rates.append(count / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for name, job in jobs.items():
+            wall, cpu = timed(job)
+            walls[name].append(count / wall)
+            cpus[name].append(count / cpu)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name]))
+            for name in jobs}
 
 
 def preprocess_job(songs: list[Path], out_folder: Path, workers: int):
@@ -97,11 +115,13 @@ def preprocess_job(songs: list[Path], out_folder: Path, workers: int):
 
 
 def measure_rate(librosa, songs, work: Path, repeats: int) -> dict:
-    decode = songs_per_second(lambda: [load_audio(p) for p in songs], len(songs), repeats)
-    ours = songs_per_second(preprocess_job(songs, work, workers=1), len(songs), repeats)
-    baseline = songs_per_second(lambda: [librosa_logmel(librosa, p) for p in songs],
-                                len(songs), repeats)
-    return {"decode": decode, "ours": ours, "librosa": baseline}
+    logmel = frontend.LogMel()
+    return interleaved_rates({
+        "decode": lambda: [load_audio(p) for p in songs],
+        "compute": lambda: [logmel(torch.from_numpy(load_audio(p))) for p in songs],
+        "ours": preprocess_job(songs, work, workers=1),
+        "librosa": lambda: [librosa_logmel(librosa, p) for p in songs],
+    }, len(songs), repeats)
 
 
 def main() -> int:
@@ -114,7 +134,9 @@ def main() -> int:
         print("bench/preprocess.py needs librosa for its baseline: "
               ".venv/bin/pip install librosa (the project's `bench` extra)", file=sys.stderr)
         return 2
-    unique, count, repeats, scaling_count = (2, 12, 3, 24) if args.quick else (5, 40, 5, 120)
+    # each timed preprocessing run starts its worker pool (~50 ms of CPU): enough songs per run
+    # keep that below a few percent, as it is for real shards of thousands of songs
+    unique, count, repeats, scaling_count = (2, 24, 3, 48) if args.quick else (5, 60, 5, 160)
     torch.set_num_threads(1)
     print(f"cpus={os.cpu_count()} load_average={os.getloadavg()[0]:.2f} "
           f"torch={torch.__version__} librosa={librosa.__version__}", flush=True)
@@ -131,30 +153,34 @@ def main() -> int:
             difference = float(np.percentile(np.abs(ours - theirs), 99))
             work = tmp / f"work_{rate}"
             work.mkdir()
-            results[rate] = measure_rate(librosa, songs, work, repeats)
-            r = results[rate]
-            print(f"rate={rate} songs={count} repeats={repeats} decode_songs_per_s={r['decode']:.1f} "
-                  f"ours_songs_per_s={r['ours']:.1f} librosa_songs_per_s={r['librosa']:.1f} "
-                  f"ratio_vs_librosa={r['ours'] / r['librosa']:.2f} "
-                  f"ratio_vs_decode={r['ours'] / r['decode']:.2f} "
-                  f"p99_abs_db_difference_vs_librosa={difference:.2g}", flush=True)
+            results[rate] = r = measure_rate(librosa, songs, work, repeats)
+            print(f"rate={rate} songs={count} repeats={repeats} "
+                  + " ".join(f"{name}_songs_per_s={wall:.1f} {name}_songs_per_cpu_s={cpu:.1f}"
+                             for name, (wall, cpu) in r.items())
+                  + f" p99_abs_db_difference_vs_librosa={difference:.2g}", flush=True)
 
         songs = copies(encoded[22050], tmp / "scaling", scaling_count)
-        scaling = {}
+        scaling_jobs = {}
         for workers in (1, 2):
             work = tmp / f"scaling_{workers}"
             work.mkdir()
-            scaling[workers] = songs_per_second(preprocess_job(songs, work, workers),
-                                                len(songs), repeats)
-            print(f"workers={workers} songs={scaling_count} songs_per_s={scaling[workers]:.1f}",
-                  flush=True)
+            scaling_jobs[workers] = preprocess_job(songs, work, workers)
+        scaling = interleaved_rates(scaling_jobs, scaling_count, repeats)
+        print(" ".join(f"workers={workers} songs={scaling_count} songs_per_s={wall:.1f} "
+                       f"songs_per_cpu_s={cpu:.1f}" for workers, (wall, cpu) in scaling.items()),
+              flush=True)
 
-    r, r44 = results[22050], results[44100]
-    print(f"songs_per_s={r['ours']:.1f} ratio_vs_librosa={r['ours'] / r['librosa']:.2f} "
-          f"ratio_vs_decode={r['ours'] / r['decode']:.2f} "
-          f"speedup_2_workers={scaling[2] / scaling[1]:.2f} "
-          f"songs_per_s_44k={r44['ours']:.1f} ratio_vs_librosa_44k={r44['ours'] / r44['librosa']:.2f} "
-          f"ratio_vs_decode_44k={r44['ours'] / r44['decode']:.2f}")
+    (ours, ours_cpu), (decode, decode_cpu), (base, base_cpu) = (
+        results[22050][name] for name in ("ours", "decode", "librosa"))
+    (ours44, _), (decode44, _), (base44, _) = (
+        results[44100][name] for name in ("ours", "decode", "librosa"))
+    print(f"songs_per_s={ours:.1f} ratio_vs_librosa={ours / base:.2f} "
+          f"ratio_vs_decode={ours / decode:.2f} "
+          f"speedup_2_workers={scaling[2][0] / scaling[1][0]:.2f} "
+          f"cpu_ratio_vs_librosa={ours_cpu / base_cpu:.2f} "
+          f"cpu_ratio_vs_decode={ours_cpu / decode_cpu:.2f} "
+          f"songs_per_s_44k={ours44:.1f} ratio_vs_librosa_44k={ours44 / base44:.2f} "
+          f"ratio_vs_decode_44k={ours44 / decode44:.2f} load_average={os.getloadavg()[0]:.1f}")
     return 0
 
 

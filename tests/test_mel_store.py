@@ -94,6 +94,8 @@ def test_read_chunks_cover_the_song_from_start_to_end(shards):
     assert short.shape == (3, 128, 431) and (short[:, :, 100:] == -100).all()
     with pytest.raises(ValueError):
         store.read_chunks("d", 0, 431)
+    with pytest.raises(ValueError):
+        store.read_crop("d", 0, np.random.default_rng(0))
 
 
 def test_pickled_store_reads_the_same(shards):

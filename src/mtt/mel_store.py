@@ -32,22 +32,18 @@ class MelStore:
             starts.append(offsets[:-1])
             stops.append(offsets[1:])
         self.track_ids: list[str] = track_ids
-        self._row = {}
-        for row, track_id in enumerate(track_ids):
-            previous = self._row.setdefault(track_id, row)
-            if previous != row:
-                raise ValueError(f"track {track_id!r} is stored twice: in "
-                                 f"{self.paths[self._shard_of_row(previous, shard_of)]} and "
-                                 f"{self.paths[self._shard_of_row(row, shard_of)]}")
         self._shard = np.concatenate(shard_of) if shard_of else np.zeros(0, np.int32)
         self._start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
         self._stop = np.concatenate(stops) if stops else np.zeros(0, np.int64)
+        self._row = {}
+        for row, track_id in enumerate(track_ids):
+            first = self._row.setdefault(track_id, row)
+            if first != row:
+                raise ValueError(f"track {track_id!r} is stored twice: in "
+                                 f"{self.paths[self._shard[first]]} and "
+                                 f"{self.paths[self._shard[row]]}")
         self._pid = None
         self._datasets = {}
-
-    @staticmethod
-    def _shard_of_row(row, shard_of) -> int:
-        return int(np.concatenate(shard_of)[row])
 
     # ---------------------------------------------------------------------------------- index
 
@@ -78,6 +74,8 @@ class MelStore:
         """`frames` consecutive frames from a uniformly random start, (128, frames) float32.
 
         A song shorter than `frames` is returned whole, padded at the end with the dB floor."""
+        if frames < 1:
+            raise ValueError(f"frames must be at least 1, got {frames}")
         row = self._lookup(track_id)
         length = int(self._stop[row] - self._start[row])
         if length >= frames:
@@ -89,8 +87,8 @@ class MelStore:
         """`n_chunks` chunks of `frames` frames evenly spaced over the song, the first at its
         start and the last ending at its end: (n_chunks, 128, frames) float32. A song shorter
         than `frames` gives copies of the padded song."""
-        if n_chunks < 1:
-            raise ValueError(f"n_chunks must be at least 1, got {n_chunks}")
+        if n_chunks < 1 or frames < 1:
+            raise ValueError(f"n_chunks and frames must be at least 1, got {n_chunks}, {frames}")
         row = self._lookup(track_id)
         length = int(self._stop[row] - self._start[row])
         if length <= frames:
@@ -115,7 +113,9 @@ class MelStore:
             self._pid = os.getpid()
         mel = self._datasets.get(shard)
         if mel is None:
-            mel = h5py.File(self.paths[shard], "r")["mel"]
+            # shards never change once renamed into place: no HDF5 file locks, which some
+            # cluster file systems do not support
+            mel = h5py.File(self.paths[shard], "r", locking=False)["mel"]
             self._datasets[shard] = mel
         return mel
 
@@ -144,7 +144,7 @@ def _read_index(path: str) -> tuple[list[str], np.ndarray]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: mel shard not found")
     try:
-        shard = h5py.File(path, "r")
+        shard = h5py.File(path, "r", locking=False)
     except OSError as error:
         raise ValueError(f"{path}: not an HDF5 file ({error})") from None
     with shard:

@@ -290,9 +290,11 @@ def build_shard(tracks: pd.DataFrame, audio_root: Path, out: Path, failures_tsv:
     with atomic_path(out) as partial:
         writer = ShardWriter(partial, shard_attributes(min_seconds, fingerprint))
         try:
+            # in a log file (not a terminal) a progress line every minute is enough
             progress = tqdm(_results(tasks, workers), total=len(tasks), unit="song",
-                            desc=out.name, file=sys.stderr, disable=None, mininterval=1.0)
-            for row, result in zip(to_decode, progress):
+                            desc=out.name, file=sys.stderr,
+                            mininterval=1.0 if sys.stderr.isatty() else 60.0)
+            for result, row in zip(progress, to_decode):
                 track_id, path = tracks.at[row, "track_id"], tracks.at[row, "path"]
                 if result.reason is None:
                     writer.add(track_id, result.mel, result.num_samples)
