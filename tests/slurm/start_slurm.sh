@@ -7,6 +7,8 @@
 # Writes /etc/slurm/slurm.conf and /etc/slurm/gres.conf (the executor plugin strips SLURM_CONF
 # before its inner srun, so the config must sit at the default place) and refuses to replace a
 # configuration it did not write. Daemon PIDs go to STATE_DIR/*.pid; stop with stop_slurm.sh.
+# Environment: MTT_SLURM_MIN_JOB_AGE (seconds finished jobs stay visible, default 300),
+# MTT_SLURMCTLD_PORT / MTT_SLURMD_PORT (default 6817 / 6818).
 set -euo pipefail
 
 state=$(realpath -m "${1:?usage: start_slurm.sh STATE_DIR}")
@@ -48,6 +50,7 @@ cpus=$(nproc)
 memory_mb=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
 sed -e "s|@HOST@|$host|g" -e "s|@STATE@|$state|g" -e "s|@CPUS@|$cpus|g" \
     -e "s|@MEMORY_MB@|$memory_mb|g" -e "s|@MUNGE_SOCKET@|$munge_socket|g" \
+    -e "s|@MIN_JOB_AGE@|${MTT_SLURM_MIN_JOB_AGE:-300}|g" \
     -e "s|@CTLD_PORT@|${MTT_SLURMCTLD_PORT:-6817}|g" -e "s|@SLURMD_PORT@|${MTT_SLURMD_PORT:-6818}|g" \
     "$here/slurm.conf.in" > "$conf"
 cp "$here/gres.conf.in" /etc/slurm/gres.conf

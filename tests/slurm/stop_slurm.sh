@@ -23,8 +23,6 @@ stop "$state/slurmd.pid"
 stop "$state/slurmctld.pid"
 stop "$state/munged.pid"
 
-for f in /etc/slurm/slurm.conf /etc/slurm/gres.conf; do
-    if [ -f "$f" ] && { [ "$f" = /etc/slurm/gres.conf ] || grep -q "$marker" "$f"; }; then
-        rm -f "$f"
-    fi
-done
+if [ -f /etc/slurm/slurm.conf ] && grep -q "$marker" /etc/slurm/slurm.conf; then
+    rm -f /etc/slurm/slurm.conf /etc/slurm/gres.conf
+fi

@@ -124,14 +124,10 @@ def demo_dir():
 
 
 def split_inputs(wildcards):
-    """Metadata files `mtt split` reads (tracked, so replacing them reruns the split)."""
+    """Files `mtt split` reads (tracked, so replacing them reruns the split)."""
     dataset = config["dataset"]
     if DEMO:
-        return {
-            "track_metadata": f"{demo_dir()}/track_metadata.db",
-            "lastfm_tags": f"{demo_dir()}/lastfm_tags.db",
-            "tag_list": f"{demo_dir()}/tags.txt",
-        }
+        return {"demo": demo_dir()}
     files = {}
     if dataset["format"] == "msd":
         files["track_metadata"] = dataset["track_metadata"]
@@ -144,24 +140,27 @@ def split_inputs(wildcards):
 
 
 def split_options(wildcards, input):
-    """`mtt split` options naming the dataset (input files come from `split_inputs`)."""
+    """`mtt split` options naming the dataset: the demo is a small MSD."""
     dataset = config["dataset"]
-    options = {"format": "msd" if DEMO else dataset["format"]}
-    for key in ("track_metadata", "lastfm_tags", "metadata", "tag_list"):
-        if key in input.keys():
-            options[key] = input[key]
+    if DEMO:
+        demo = Path(input.demo)
+        options = {"format": "msd", "track_metadata": demo / "track_metadata.db",
+                   "lastfm_tags": demo / "lastfm_tags.db", "tag_list": demo / "tags.txt"}
+    else:
+        options = {"format": dataset["format"]}
+        options.update({key: input[key] for key in input.keys()})
     if "audio_ext" in dataset:
         options["audio_ext"] = dataset["audio_ext"]
     return cli_options(options)
 
 
 def audio_inputs(wildcards):
-    """The demo's audio folder is a workflow output; real audio is read in place, untracked."""
-    return {"audio": f"{demo_dir()}/audio"} if DEMO else {}
+    """The demo is a workflow output; real audio is read in place, untracked."""
+    return {"demo": demo_dir()} if DEMO else {}
 
 
 def audio_root(wildcards, input):
-    return input.audio if DEMO else config["dataset"]["audio_root"]
+    return Path(input.demo) / "audio" if DEMO else config["dataset"]["audio_root"]
 
 
 def shard_index(wildcards):

@@ -1,13 +1,15 @@
 rule demo_data:
     output:
-        audio=directory(f"{RESULTS}/data/demo/audio"),
-        track_metadata=f"{RESULTS}/data/demo/track_metadata.db",
-        lastfm_tags=f"{RESULTS}/data/demo/lastfm_tags.db",
-        tags=f"{RESULTS}/data/demo/tags.txt",
+        # one folder: audio/, track_metadata.db, lastfm_tags.db, tags.txt (the MSD layout)
+        directory(f"{RESULTS}/data/demo"),
     params:
-        out=lambda wildcards, output: Path(output.tags).parent,
-        size=config["dataset"].get("demo_size", "default"),
-        seed=config["dataset"].get("demo_seed", 0),
+        size=cli_options(
+            {
+                key.removeprefix("demo_"): value
+                for key, value in config["dataset"].items()
+                if key in ("demo_size", "demo_seed", "demo_songs", "demo_seconds")
+            }
+        ),
     log:
         log_path("demo_data"),
     benchmark:
@@ -19,7 +21,7 @@ rule demo_data:
     conda:
         "../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli demo-data --out {params.out} --size {params.size} --seed {params.seed}"
+        "python -m mtt.cli demo-data --out {output} {params.size} --workers {threads}"
         " > {log} 2>&1"
 
 
