@@ -156,18 +156,20 @@ def process_track(task: tuple[str, float]) -> TrackResult:
         _logmel = LogMel()
     try:
         waveform = load_audio(path)
+        seconds = len(waveform) / SAMPLE_RATE
+        if seconds < min_seconds:
+            return TrackResult(None, len(waveform),
+                               f"too short: {seconds:.3f} s < --min-seconds {min_seconds:g}")
+        mel = _logmel(torch.from_numpy(waveform))  # (128, frames) float32 dB
+        mel = mel.T.to(torch.float16).contiguous().numpy()
+        if mel.shape != (num_frames(len(waveform)), N_MELS):
+            raise RuntimeError(f"front end gave {mel.shape[0]} frames, "
+                               f"expected {num_frames(len(waveform))}")
+        return TrackResult(mel, len(waveform), None)
     except AudioError as error:
         return TrackResult(None, 0, error.reason)
-    except Exception as error:  # never let one odd file stop a run over a million
-        return TrackResult(None, 0, f"unexpected decoding error: {type(error).__name__}: {error}")
-    seconds = len(waveform) / SAMPLE_RATE
-    if seconds < min_seconds:
-        return TrackResult(None, len(waveform),
-                           f"too short: {seconds:.3f} s < --min-seconds {min_seconds:g}")
-    mel = _logmel(torch.from_numpy(waveform))  # (128, frames) float32 dB
-    mel = mel.T.to(torch.float16).contiguous().numpy()
-    assert mel.shape == (num_frames(len(waveform)), N_MELS)
-    return TrackResult(mel, len(waveform), None)
+    except Exception as error:  # e.g. out of memory on a huge file: one file never stops a run
+        return TrackResult(None, 0, f"unexpected error: {type(error).__name__}: {error}")
 
 
 def _results(tasks: list, workers: int):
