@@ -109,7 +109,8 @@ def preprocess_job(songs: list[Path], out_folder: Path, workers: int):
 
     def job():
         stored, failed = build_shard(tracks, songs[0].parent, out_folder / "bench.h5",
-                                     out_folder / "failed.tsv", workers=workers)
+                                     out_folder / "failed.tsv", workers=workers,
+                                     progress_bar=False)
         assert stored == len(songs) and failed == 0
     return job
 

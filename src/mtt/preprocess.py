@@ -276,7 +276,8 @@ def shard_attributes(min_seconds: float, fingerprint: str) -> dict:
 
 
 def build_shard(tracks: pd.DataFrame, audio_root: Path, out: Path, failures_tsv: Path, *,
-                workers: int = 1, min_seconds: float = 1.0, fingerprint: str = "") -> tuple[int, int]:
+                workers: int = 1, min_seconds: float = 1.0, fingerprint: str = "",
+                progress_bar: bool = True) -> tuple[int, int]:
     """Write the shard and the failures TSV; returns (songs stored, failures)."""
     failures: list[tuple[int, str, str, str]] = []  # (row, track_id, path, reason)
     to_decode: list[int] = []
@@ -295,7 +296,8 @@ def build_shard(tracks: pd.DataFrame, audio_root: Path, out: Path, failures_tsv:
             # in a log file (not a terminal) a progress line every minute is enough
             progress = tqdm(_results(tasks, workers), total=len(tasks), unit="song",
                             desc=out.name, file=sys.stderr,
-                            mininterval=1.0 if sys.stderr.isatty() else 60.0)
+                            mininterval=1.0 if sys.stderr.isatty() else 60.0,
+                            disable=not progress_bar)
             for result, row in zip(progress, to_decode):
                 track_id, path = tracks.at[row, "track_id"], tracks.at[row, "path"]
                 if result.reason is None:
