@@ -109,7 +109,7 @@ def split_tracks(table: TrackTable, fractions, seed, exclude_artists="all",
     set_of_track[labeled] = np.array(LABELED_SETS, dtype=object)[artist_set[codes]]
     excluded_sets = LABELED_SETS if exclude_artists == "all" else ("train",)
     excluded = artists[np.isin(artist_set, [LABELED_SETS.index(s) for s in excluded_sets])]
-    unlabeled_excluded = ~labeled & np.isin(keys, excluded)
+    unlabeled_excluded = ~labeled & (pd.Index(excluded).get_indexer(keys) >= 0)
     set_of_track[unlabeled_excluded] = "none"
     set_of_track[~labeled & ~unlabeled_excluded] = "student"
     return set_of_track
@@ -200,9 +200,9 @@ def write_split(out, table: TrackTable, set_of_track, settings) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tag_strings = join_tags(table.labels, table.tags)
+    by_track_id = np.argsort(table.track_id.astype(str), kind="stable")
     for name in SETS:
-        members = np.flatnonzero(set_of_track == name)
-        members = members[np.argsort(table.track_id[members].astype(str), kind="stable")]
+        members = by_track_id[set_of_track[by_track_id] == name]
         columns = [table.track_id[members], table.artist_id[members], table.path[members],
                    tag_strings[members]]
         _check_fields(columns)
@@ -220,10 +220,9 @@ def write_split(out, table: TrackTable, set_of_track, settings) -> dict:
 
 def _check_fields(columns):
     for column, name in zip(columns, COLUMNS):
-        text = pd.Series(column, dtype=object).astype(str)
-        bad = text.str.contains("[\t\n\r]", regex=True).to_numpy()
-        if bad.any():
-            raise DatasetError(name, f"value {text[bad].iloc[0]!r} contains a tab or line break")
+        if any(c in "\v".join(column) for c in "\t\n\r"):
+            bad = next(v for v in column if any(c in v for c in "\t\n\r"))
+            raise DatasetError(name, f"value {bad!r} contains a tab or line break")
 
 
 def split_report(table: TrackTable, set_of_track, settings) -> dict:

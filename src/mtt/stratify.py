@@ -97,7 +97,7 @@ class _Objective:
 
 
 def local_search(counts, sizes, assignment, fractions, rng, *, iterations=2000, patience=25,
-                 move_sample=2048, swap_sample=64) -> np.ndarray:
+                 move_sample=1024, swap_sample=48) -> np.ndarray:
     """Improve `assignment` by best-improvement moves and swaps of artists (sampled candidates)."""
     counts = np.asarray(counts, dtype=np.float64)
     sizes = np.asarray(sizes, dtype=np.float64)
