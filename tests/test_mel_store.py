@@ -98,6 +98,13 @@ def test_read_chunks_cover_the_song_from_start_to_end(shards):
         store.read_crop("d", 0, np.random.default_rng(0))
 
 
+def test_writer_refuses_a_mel_of_the_wrong_shape(tmp_path):
+    writer = ShardWriter(tmp_path / "w.h5", shard_attributes(1.0, "test"))
+    with pytest.raises(ValueError, match="'x'"):
+        writer.add("x", np.zeros((128, 431), np.float16)[:100], 100 * 512)  # bands first
+    writer.close()
+
+
 def test_pickled_store_reads_the_same(shards):
     store = MelStore(shards)
     store.read_song("a")  # opens a file: the pickle must not carry it

@@ -237,6 +237,11 @@ class ShardWriter:
         self._written_frames = 0
 
     def add(self, track_id: str, mel: np.ndarray, num_samples: int) -> None:
+        """Append one song: `mel` (frames, 128) in dB, stored as float16."""
+        if mel.ndim != 2 or mel.shape[1] != N_MELS or mel.shape[0] < 1:
+            raise ValueError(f"track {track_id!r}: mel must be (frames >= 1, {N_MELS}), "
+                             f"got {mel.shape}")
+        mel = np.asarray(mel, dtype=np.float16)
         self.track_ids.append(track_id)
         self.offsets.append(self.offsets[-1] + len(mel))
         self.num_samples.append(num_samples)
