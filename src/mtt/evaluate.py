@@ -18,7 +18,8 @@ from .checkpoint import load_checkpoint
 from .data import keep_stored, read_split
 from .mel_store import MelStore
 from .metrics import tagging_report
-from .predict import add_prediction_arguments, checkpoint_frames, predict_songs, resolve_device
+from .predict import add_prediction_arguments, checkpoint_frames, predict_songs, resolve_device,
+                      set_threads
 from .tags import read_tag_list
 
 
@@ -54,6 +55,7 @@ def evaluate(args) -> dict:
     if args.bootstrap < 0:
         raise ValueError("--bootstrap must be 0 or more")
     tags = read_tag_list(args.tags)
+    set_threads(args.threads)
     device = resolve_device(args.device)
     model, info = load_checkpoint(args.checkpoint)
     if info["tags"] != tags:

@@ -23,6 +23,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def set_threads(threads: int | None) -> None:
+    """Intra-op CPU threads; match the cores the job was given (e.g. Snakemake's {threads}):
+    more threads than free cores makes small models much slower, not faster."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; nothing on CPU."""
     if device.type == "cuda":
@@ -141,3 +150,4 @@ def add_prediction_arguments(parser) -> None:
                       help="one pass over the whole song (transformer only)")
     parser.add_argument("--batch-size", type=int, default=64, help="model inputs per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")

@@ -16,7 +16,8 @@ import numpy as np
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint
 from .mel_store import MelStore
-from .predict import add_prediction_arguments, checkpoint_frames, predict_songs, resolve_device
+from .predict import add_prediction_arguments, checkpoint_frames, predict_songs, resolve_device,
+                      set_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +43,7 @@ def run(args) -> int:
 def pseudo_label(args) -> int:
     if args.chunks < 1:
         raise ValueError("--chunks must be at least 1")
+    set_threads(args.threads)
     device = resolve_device(args.device)
     model, info = load_checkpoint(args.checkpoint)
     model.to(device)

@@ -35,7 +35,7 @@ from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
 from .models import build_model
 from .noise import NOISE_KINDS, MelNoise, parse_noise_kinds
-from .predict import autocast, crop_frames, predict_songs, resolve_device
+from .predict import autocast, crop_frames, predict_songs, resolve_device, set_threads
 from .tags import read_tag_list
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "seconds"]
@@ -81,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--workers", type=int, help="data-loader processes (default: 0 on CPU, 4 on GPU)")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    opt.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     student = parser.add_argument_group("noisy student")
     student.add_argument("--pseudo-labels", nargs="+", type=Path, default=[],
                          help="pseudo-label shards from `mtt pseudo-label` (makes this a student)")
@@ -146,6 +147,7 @@ class Trainer:
     def __init__(self, args):
         self.args = args
         self.rank, self.world, local_rank = distributed_context()
+        set_threads(args.threads)
         self.device = resolve_device(args.device)
         if self.world > 1:
             if self.device.type == "cuda":
