@@ -145,11 +145,52 @@ def measure(kind, folder, out, seed):
     return seconds, usage.ru_maxrss / 1024, json.loads(stdout.strip().splitlines()[-1])
 
 
+def jamendo_quality(folder, seeds=(0, 1, 2, 3, 4)):
+    """MAD of per-tag positive rate on the real MTG-Jamendo mood/theme metadata: the official
+    split-0 vs ours at its set sizes on its tracks and tags, and ours at 60/20/20 on the file."""
+    from mtt.datasets import load_tracks
+    from mtt.split import split_tracks
+    from mtt.stratify import positive_rate_mad
+    folder = Path(folder)
+    full = load_tracks("mtg-jamendo", metadata=folder / "autotagging_moodtheme.tsv")
+    official = [load_tracks("mtg-jamendo", tags=full.tags, metadata=folder /
+                            f"split-0/autotagging_moodtheme-{s}.tsv")
+                for s in ("train", "validation", "test")]
+    used = np.concatenate([t.labels for t in official]).any(0)  # split-0 uses 56 of 59 tags
+    ids = np.concatenate([t.track_id for t in official])
+    names = np.concatenate([np.full(len(t), k) for k, t in enumerate(official)])
+    same = full.subset(pd.Index(full.track_id).get_indexer(ids))
+    same.labels, same.tags = same.labels[:, used], [t for t, u in zip(full.tags, used) if u]
+    shares = np.bincount(names) / len(names)
+
+    def mads(table, sets):
+        _, per_set = positive_rate_mad(table.labels, [sets == s for s in ("train", "valid", "test")])
+        return [m for _, m in per_set]
+
+    rows = {"official split-0": mads(same, np.array(["train", "valid", "test"])[names])}
+    for label, iterations in (("ours, stratification only", 0), ("ours", 2000)):
+        runs = [mads(same, split_tracks(same, shares, seed, search_iterations=iterations))
+                for seed in seeds]
+        rows[label + " (official sizes)"] = np.median(runs, 0).tolist()
+    runs = [mads(full, split_tracks(full, [0.6, 0.2, 0.2], seed)) for seed in seeds]
+    rows["ours at 60/20/20, all 59 tags"] = np.median(runs, 0).tolist()
+    print(f"official shares: {np.round(shares, 4).tolist()}; medians over seeds {list(seeds)}")
+    for label, values in rows.items():
+        print(f"{label:45s} train {values[0]:.4f} valid {values[1]:.4f} test {values[2]:.4f} "
+              f"mean {np.mean(values):.4f}")
+    ours, base = np.mean(rows["ours (official sizes)"]), np.mean(rows["official split-0"])
+    print(f"jamendo_mad={ours:.4f} official_mad={base:.4f} ratio={ours / base:.3f} "
+          f"mad_60_20_20={np.mean(rows['ours at 60/20/20, all 59 tags']):.4f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tracks", type=int, default=1_000_000)
     parser.add_argument("--artists", type=int, default=44_000)
+    parser.add_argument("--jamendo", metavar="DIR",
+                        help="instead: split quality on MTG-Jamendo metadata in DIR vs its "
+                        "official split (e.g. ../shared/datasets/mtg-jamendo)")
     parser.add_argument("--run", choices=["ours", "random"], help=argparse.SUPPRESS)
     parser.add_argument("--fixture", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -157,6 +198,9 @@ def main():
     args = parser.parse_args()
     if args.run:
         run_split(args.run, Path(args.fixture), Path(args.out), args.seed)
+        return
+    if args.jamendo:
+        jamendo_quality(args.jamendo, seeds=(0, 1, 2) if args.quick else (0, 1, 2, 3, 4))
         return
     repeats = {"ours": 1, "random": 1} if args.quick else {"ours": 3, "random": 3}
     with tempfile.TemporaryDirectory(prefix="mtt-split-bench-") as tmp:
