@@ -162,3 +162,26 @@ def test_published_import_rejects_overlapping_sets(tmp_path, capsys):
         np.save(published / f"{name}_ids.npy", np.array(["TRAAAAA128F1234567", f"TR{name}XXXXXXX"]))
     assert cli.main(["split", "--published", str(published), "--out", str(tmp_path / "s")]) == 2
     assert "in more than one set" in capsys.readouterr().err
+
+
+def test_published_import_with_metadata(tmp_path):
+    catalogue = tmp_path / "catalogue.tsv"
+    catalogue.write_text("track_id\tartist_id\tpath\ttags\n" + "".join(
+        f"t{i}\ta{i % 5}\tx/t{i}.ogg\t{'rock' if i % 2 else ''}\n" for i in range(20)))
+    published = tmp_path / "published"
+    published.mkdir()
+    for name, ids in (("train", ["t1", "t3"]), ("valid", ["t5"]), ("test", ["t7"]),
+                      ("student", ["t0", "t2"])):
+        np.save(published / f"{name}_ids.npy", np.array(ids))
+    out = tmp_path / "split"
+    assert cli.main(["split", "--published", str(published), "--format", "tsv", "--metadata",
+                     str(catalogue), "--out", str(out)]) == 0
+    tables = {s: read_split_table(out / f"{s}.tsv") for s in SETS}
+    assert list(tables["train"]["artist_id"]) == ["a1", "a3"]
+    assert list(tables["valid"]["path"]) == ["x/t5.ogg"]
+    assert list(tables["train"]["tags"]) == ["rock", "rock"]
+    assert len(tables["none"]) == 20 - 6  # catalogue tracks in no published set
+    (published / "valid_ids.npy").unlink()
+    np.save(published / "valid_ids.npy", np.array(["t5", "nope"]))
+    assert cli.main(["split", "--published", str(published), "--format", "tsv", "--metadata",
+                     str(catalogue), "--out", str(tmp_path / "s2")]) == 2
