@@ -18,8 +18,8 @@ from .checkpoint import load_checkpoint
 from .data import keep_stored, read_split
 from .mel_store import MelStore
 from .metrics import tagging_report
-from .predict import add_prediction_arguments, checkpoint_frames, predict_songs, resolve_device,
-                      set_threads
+from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
+                      resolve_device, set_threads)
 from .tags import read_tag_list
 
 

@@ -16,8 +16,8 @@ import numpy as np
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint
 from .mel_store import MelStore
-from .predict import add_prediction_arguments, checkpoint_frames, predict_songs, resolve_device,
-                      set_threads
+from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
+                      resolve_device, set_threads)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
