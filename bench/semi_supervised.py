@@ -46,17 +46,18 @@ def parse_args():
     p.add_argument("--size", choices=["small", "default"], help="demo size (default: default)")
     p.add_argument("--demo-seeds", type=int, nargs="+", help="demo-data seeds (default: 0 1)")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2)")
-    p.add_argument("--teacher", type=size, default=(16, 128), help="teacher C/D (default C16/D128)")
-    p.add_argument("--kd", type=size, default=(16, 64), help="KD student C/D (default C16/D64)")
-    p.add_argument("--ke", type=size, default=(16, 128), help="KE student C/D (default C16/D128)")
-    p.add_argument("--crop-seconds", type=float, default=5.0)
+    p.add_argument("--teacher", type=size, default=(8, 64), help="teacher C/D (default C8/D64)")
+    p.add_argument("--kd", type=size, default=(8, 32), help="KD student C/D (default C8/D32)")
+    p.add_argument("--ke", type=size, default=(8, 64), help="KE student C/D (default C8/D64)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads of every model")
+    p.add_argument("--crop-seconds", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-epochs", type=int)
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--patience", type=int, default=4)
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--valid-chunks", type=int, default=2)
-    p.add_argument("--eval-chunks", type=int, default=4)
+    p.add_argument("--eval-chunks", type=int, default=6)
     p.add_argument("--pseudo-chunks", type=int, default=2)
     p.add_argument("--noise", default="specaugment,gain,mixup,shift")
     p.add_argument("--noise-prob", type=float, default=0.5)
@@ -70,8 +71,8 @@ def parse_args():
     args.size = args.size or ("small" if quick else "default")
     args.demo_seeds = args.demo_seeds or ([0] if quick else [0, 1])
     args.seeds = args.seeds or ([0] if quick else [0, 1, 2])
-    args.max_epochs = args.max_epochs or (2 if quick else 12)
-    args.steps_per_epoch = args.steps_per_epoch or (4 if quick else 20)
+    args.max_epochs = args.max_epochs or (2 if quick else 10)
+    args.steps_per_epoch = args.steps_per_epoch or (4 if quick else 16)
     return args
 
 
@@ -107,7 +108,7 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
     command = ["train", "--train", str(split / "train.tsv"), "--valid", str(split / "valid.tsv"),
                "--tags", str(split / "tags.txt"), "--mels", str(mels / "train.h5"),
                str(mels / "valid.h5"), "--out", str(out),
-               "--conv-channels", str(c_d[0]), "--width", str(c_d[1]),
+               "--conv-channels", str(c_d[0]), "--width", str(c_d[1]), "--heads", str(args.heads),
                "--crop-seconds", str(args.crop_seconds), "--batch-size", str(args.batch_size),
                "--lr", str(args.lr), "--max-epochs", str(args.max_epochs),
                "--patience", str(args.patience), "--steps-per-epoch", str(args.steps_per_epoch),
@@ -165,14 +166,14 @@ def main():
     args = parse_args()
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
-              f"KE C{args.ke[0]}/D{args.ke[1]}; crop {args.crop_seconds} s, batch "
+              f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
               f"{args.batch_size}, lr {args.lr}, {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}; student noise {args.noise} "
               f"p={args.noise_prob}, dropout {args.student_dropout}, drop-path "
               f"{args.student_drop_path}")
     print(f"recipe: {recipe}", file=sys.stderr)
     tag = (f"{args.size}_t{args.teacher[0]}x{args.teacher[1]}_kd{args.kd[0]}x{args.kd[1]}_"
-           f"ke{args.ke[0]}x{args.ke[1]}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
+           f"ke{args.ke[0]}x{args.ke[1]}_h{args.heads}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
            f"e{args.max_epochs}_s{args.steps_per_epoch}_p{args.patience}_{args.noise}_"
            f"{args.noise_prob}_{args.student_dropout}_{args.student_drop_path}")
     roots = {demo_seed: prepare_demo(args.work, demo_seed, args.size)

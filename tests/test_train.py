@@ -132,6 +132,21 @@ def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path
     assert len(read_history(out)) == 7
 
 
+def test_outputs_deleted_after_a_finished_run_are_restored(toy, teacher, tmp_path):
+    """A workflow manager may delete best.ckpt / history.csv (e.g. after a failed job); the
+    resumable state in last.ckpt brings them back without retraining."""
+    out = tmp_path / "restored"
+    out.mkdir()
+    (out / "last.ckpt").write_bytes((teacher / "last.ckpt").read_bytes())
+    assert main(train_args(toy, out, "--max-epochs", "6", "--patience", "50")) == 0
+    assert read_history(out) == read_history(teacher)
+    restored, original = (torch.load(p / "best.ckpt", weights_only=True)
+                          for p in (out, teacher))
+    assert restored["meta"]["best_epoch"] == original["meta"]["best_epoch"]
+    for key, value in original["state_dict"].items():
+        assert torch.equal(restored["state_dict"][key], value), key
+
+
 def test_other_settings_in_the_same_folder_are_refused(toy, teacher, capsys):
     assert main(train_args(toy, teacher, "--max-epochs", "8", "--seed", "5")) == 2
     assert "seed" in capsys.readouterr().err

@@ -190,6 +190,7 @@ class Trainer:
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_epoch": -1,
                       "epochs_since_best": 0, "history": []}
+        self.best_weights = None  # CPU copy of the best epoch's weights, also kept in last.ckpt
 
     def _build_data(self):
         args = self.args
@@ -244,6 +245,7 @@ class Trainer:
             "identity": self.identity,
             "state": self.state,
             "model": self.model.state_dict(),
+            "best_model": self.best_weights,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {
@@ -270,6 +272,7 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = payload["state"]
+        self.best_weights = payload["best_model"]
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
@@ -309,10 +312,16 @@ class Trainer:
 
     def fit(self) -> int:
         resumed = self._resume()
-        if self._stop_reason() is not None and self.best_path.exists():
+        if (stopped := self._stop_reason()) is not None:
             if self.is_main:
-                print(f"{self.out}: training already finished ({self._stop_reason()}); "
-                      "nothing to do", file=sys.stderr)
+                if self.best_path.exists() and (self.out / "history.csv").exists():
+                    print(f"{self.out}: training already finished ({stopped}); nothing to do",
+                          file=sys.stderr)
+                else:  # outputs removed after the run (e.g. by a workflow manager): restore them
+                    self._write_history()
+                    self._save_best(self._meta(stopped))
+                    print(f"{self.out}: training already finished ({stopped}); restored "
+                          "best.ckpt and history.csv from last.ckpt", file=sys.stderr)
             return 0
         if resumed and self.is_main:
             print(f"resuming from {self.last_path} after epoch {self.state['epoch']}",
@@ -324,11 +333,16 @@ class Trainer:
             train_loss = self._train_epoch(epoch)
             valid = self._validate() if self.is_main else None
             valid_loss = self._broadcast(valid["loss"] if valid else 0.0)
+            if not math.isfinite(valid_loss):
+                raise ValueError(f"validation loss is {valid_loss} after epoch {epoch + 1}: "
+                                 "training diverged (try a lower --lr)")
             self.state["epoch"] = epoch + 1
             improved = valid_loss < self.state["best_valid_loss"]
             if improved:
                 self.state.update(best_valid_loss=valid_loss, best_epoch=epoch + 1,
                                   epochs_since_best=0)
+                self.best_weights = {k: v.detach().cpu().clone()
+                                     for k, v in self.model.state_dict().items()}
             else:
                 self.state["epochs_since_best"] += 1
             if self.is_main:
@@ -338,8 +352,8 @@ class Trainer:
                        "valid_pr_auc": round(valid["pr_auc"], 6),
                        "seconds": round(time.perf_counter() - started, 2)}
                 self.state["history"].append(row)
-                if improved:
-                    save_checkpoint(self.best_path, self.model, self.tags, self._meta())
+                if improved or not self.best_path.exists():
+                    self._save_best(self._meta())
                 self._write_history()
                 self._save_last()
                 print(f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
@@ -352,7 +366,7 @@ class Trainer:
             if self.world > 1:
                 dist.barrier()
         if self.is_main:
-            self._finalize_best(stopped)
+            self._save_best(self._meta(stopped))  # the final metadata: whole history, why stopped
             print(f"{self.out}: {stopped}; best epoch {self.state['best_epoch']} "
                   f"(valid_loss={self.state['best_valid_loss']:.4f})", file=sys.stderr)
         if writer:
@@ -361,12 +375,10 @@ class Trainer:
             dist.destroy_process_group()
         return 0
 
-    def _finalize_best(self, stopped: str):
-        """Rewrite best.ckpt's metadata with the whole history and why training stopped."""
-        payload = torch.load(self.best_path, map_location="cpu", weights_only=True)
-        best = build_model(payload["kind"], **payload["config"])
-        best.load_state_dict(payload["state_dict"])
-        save_checkpoint(self.best_path, best, self.tags, self._meta(stopped))
+    def _save_best(self, meta: dict):
+        best = build_model(self.args.model, **self.model.config)
+        best.load_state_dict(self.best_weights)
+        save_checkpoint(self.best_path, best, self.tags, meta)
 
     def _train_epoch(self, epoch: int) -> float:
         self.ddp_model.train()
