@@ -28,7 +28,7 @@ rule evaluate:
     conda:
         "../envs/mtt.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m mtt.cli evaluate --checkpoint {input.checkpoint}"
+        "python -m mtt.cli evaluate --threads {threads} --checkpoint {input.checkpoint}"
         " --tracks {input.tracks} --tags {input.tags} --mels {input.mels} --out {params.out}"
         " {params.song} --bootstrap {params.bootstrap} --device {params.device} > {log} 2>&1"
 

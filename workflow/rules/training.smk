@@ -26,7 +26,7 @@ rule train_teacher:
         # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
         # so a failed attempt leaves it), e.g. after a SLURM time limit
         "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
-        " OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        " python -m mtt.cli train --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
@@ -60,7 +60,7 @@ rule train_resnet_teacher:
         # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
         # so a failed attempt leaves it), e.g. after a SLURM time limit
         "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
-        " OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        " python -m mtt.cli train --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
@@ -86,7 +86,7 @@ rule pseudo_label:
     conda:
         "../envs/mtt.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m mtt.cli pseudo-label --checkpoint {input.checkpoint}"
+        "python -m mtt.cli pseudo-label --threads {threads} --checkpoint {input.checkpoint}"
         " --mels {input.mels} --out {output} --batch-size {params.batch_size}"
         " --device {params.device} > {log} 2>&1"
 
@@ -121,7 +121,7 @@ rule train_student:
         # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
         # so a failed attempt leaves it), e.g. after a SLURM time limit
         "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
-        " OMP_NUM_THREADS={threads} python -m mtt.cli train"
+        " python -m mtt.cli train --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
         " --out {params.out} {params.options} --device {params.device}"
