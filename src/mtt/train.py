@@ -272,7 +272,10 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = payload["state"]
-        self.best_weights = payload["best_model"]
+        self.best_weights = payload.get("best_model")
+        if self.best_weights is None and self.best_path.exists():  # written by an older version
+            self.best_weights = torch.load(self.best_path, map_location="cpu",
+                                           weights_only=True)["state_dict"]
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
