@@ -379,7 +379,8 @@ class Trainer:
         return 0
 
     def _save_best(self, meta: dict):
-        best = build_model(self.args.model, **self.model.config)
+        with torch.random.fork_rng(devices=[]):  # building a model must not move the RNG
+            best = build_model(self.args.model, **self.model.config)
         best.load_state_dict(self.best_weights)
         save_checkpoint(self.best_path, best, self.tags, meta)
 
