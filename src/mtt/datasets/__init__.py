@@ -6,6 +6,8 @@ rest of the pipeline only ever see this table, whatever the dataset.
 """
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -113,6 +115,17 @@ def label_matrix(tag_lists, vocab) -> np.ndarray:
             if column is not None:
                 labels[row, column] = True
     return labels
+
+
+def read_tab_table(path):
+    """A tab-separated table with a header, every cell a string; clear errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "file not found")
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DatasetError(path, f"not a tab-separated table ({error})") from error
 
 
 def check_unique_ids(track_id, path):

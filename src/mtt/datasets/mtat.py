@@ -9,9 +9,8 @@ The vocabulary defaults to the tag columns in file order (`--top-tags 50` gives 
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from mtt.datasets import DatasetError, TrackTable, check_unique_ids
+from mtt.datasets import DatasetError, TrackTable, check_unique_ids, read_tab_table
 
 
 def artist_of_mp3_path(mp3_path: str) -> str:
@@ -20,12 +19,7 @@ def artist_of_mp3_path(mp3_path: str) -> str:
 
 def load_mtat(path, tags=None, top_tags=None) -> TrackTable:
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "file not found")
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DatasetError(path, f"not a tab-separated table ({error})") from error
+    table = read_tab_table(path)
     for column in ("clip_id", "mp3_path"):
         if column not in table.columns:
             raise DatasetError(path, f"no {column!r} column")

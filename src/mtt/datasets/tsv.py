@@ -5,22 +5,16 @@ other columns are ignored. The vocabulary defaults to every tag seen, most frequ
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from mtt.datasets import (DatasetError, TrackTable, check_unique_ids, choose_vocabulary,
-                          label_matrix, split_tag_strings)
+                          label_matrix, read_tab_table, split_tag_strings)
 
 COLUMNS = ["track_id", "artist_id", "path", "tags"]
 
 
 def load_tsv(path, tags=None, top_tags=None) -> TrackTable:
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "file not found")
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DatasetError(path, f"not a tab-separated table ({error})") from error
+    table = read_tab_table(path)
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise DatasetError(path, f"missing column(s) {', '.join(missing)} (need {COLUMNS})")
