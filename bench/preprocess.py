@@ -137,7 +137,7 @@ def main() -> int:
         return 2
     # each timed preprocessing run starts its worker pool (~50 ms of CPU): enough songs per run
     # keep that below a few percent, as it is for real shards of thousands of songs
-    unique, count, repeats, scaling_count = (2, 16, 3, 32) if args.quick else (5, 60, 5, 160)
+    unique, count, repeats, scaling_count = (2, 24, 3, 48) if args.quick else (5, 60, 5, 160)
     torch.set_num_threads(1)
     print(f"cpus={os.cpu_count()} load_average={os.getloadavg()[0]:.2f} "
           f"torch={torch.__version__} librosa={librosa.__version__}", flush=True)

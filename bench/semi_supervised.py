@@ -58,7 +58,7 @@ def parse_args():
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--valid-chunks", type=int, default=2)
     p.add_argument("--eval-chunks", type=int, default=6)
-    p.add_argument("--pseudo-chunks", type=int, default=2)
+    p.add_argument("--pseudo-chunks", type=int, default=6)
     p.add_argument("--noise", default="specaugment,gain,mixup,shift")
     p.add_argument("--noise-prob", type=float, default=0.5)
     p.add_argument("--student-dropout", type=float, default=0.1)

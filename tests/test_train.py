@@ -132,6 +132,34 @@ def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path
     assert len(read_history(out)) == 7
 
 
+def test_fresh_unless_interrupted_resumes_only_an_unfinished_run(toy, teacher, tmp_path, capsys):
+    """The workflow's mode: resume an interrupted run; start over after a finished one or when
+    an input file changed."""
+    out = tmp_path / "workflow"
+    out.mkdir()
+    for name in ("best.ckpt", "last.ckpt", "history.csv"):
+        (out / name).write_bytes((teacher / name).read_bytes())
+    first_epoch = read_history(teacher)[0]
+    flag = "--fresh-unless-interrupted"
+    # 6 epochs done, limit 7: unfinished, so it resumes
+    assert main(train_args(toy, out, flag, "--max-epochs", "7", "--patience", "50")) == 0
+    assert len(read_history(out)) == 7
+    assert "starting over" not in capsys.readouterr().err
+    # finished at 7: a rerun (Snakemake's --forcerun) trains again from epoch 1
+    assert main(train_args(toy, out, flag, "--max-epochs", "2", "--patience", "50")) == 0
+    assert "left by a finished run" in capsys.readouterr().err
+    history = read_history(out)
+    assert len(history) == 2
+    assert history[0]["train_loss"] == first_epoch["train_loss"]
+    # unfinished (2 of 3) but the training split was rewritten: starts over
+    split = toy / "train.tsv"
+    split.write_bytes(split.read_bytes())
+    os.utime(split, ns=(split.stat().st_atime_ns, split.stat().st_mtime_ns + 10**9))
+    assert main(train_args(toy, out, flag, "--max-epochs", "3", "--patience", "50")) == 0
+    assert "left by a run on other input files" in capsys.readouterr().err
+    assert len(read_history(out)) == 3
+
+
 def test_outputs_deleted_after_a_finished_run_are_restored(toy, teacher, tmp_path):
     """A workflow manager may delete best.ckpt / history.csv (e.g. after a failed job); the
     resumable state in last.ckpt brings them back without retraining."""

@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="evenly spaced chunks per validation song (predictions averaged)")
     opt.add_argument("--workers", type=int, help="data-loader processes (default: 0 on CPU, 4 on GPU)")
     opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--fresh-unless-interrupted", action="store_true",
+                     help="start over (deleting last.ckpt) unless it holds an unfinished run with "
+                     "these settings and these input files (same sizes and modification times); "
+                     "for workflow managers, which rerun a finished job only to redo it")
     opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     opt.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     student = parser.add_argument_group("noisy student")
@@ -143,6 +147,18 @@ def distributed_context():
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def input_files_stamp(args) -> list:
+    """(path, size, modification time) of every input file: a rebuilt shard or a new split
+    changes it, as it makes a workflow manager rerun the job."""
+    paths = [args.train, args.valid, args.tags, *args.mels, *args.pseudo_labels,
+             *args.unlabeled_mels]
+    stamp = []
+    for path in paths:
+        info = Path(path).stat()
+        stamp.append((str(Path(path).resolve()), info.st_size, info.st_mtime_ns))
+    return stamp
+
+
 class Trainer:
     def __init__(self, args):
         self.args = args
@@ -191,6 +207,7 @@ class Trainer:
         self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_epoch": -1,
                       "epochs_since_best": 0, "history": []}
         self.best_weights = None  # CPU copy of the best epoch's weights, also kept in last.ckpt
+        self.inputs = input_files_stamp(args)
 
     def _build_data(self):
         args = self.args
@@ -243,6 +260,7 @@ class Trainer:
     def _save_last(self):
         payload = {
             "identity": self.identity,
+            "inputs": self.inputs,
             "state": self.state,
             "model": self.model.state_dict(),
             "best_model": self.best_weights,
@@ -258,6 +276,28 @@ class Trainer:
         }
         with atomic_path(self.last_path) as tmp:
             torch.save(payload, tmp)
+
+    def _discard_stale_last(self):
+        """--fresh-unless-interrupted: delete last.ckpt unless it is an unfinished run of these
+        settings on these input files, the one case where resuming is what a rerun means."""
+        if not self.last_path.exists():
+            return
+        payload = torch.load(self.last_path, map_location="cpu", weights_only=False)
+        reason = None
+        if payload["identity"] != self.identity:
+            reason = "a run with other settings"
+        elif payload.get("inputs") != self.inputs:
+            reason = "a run on other input files"
+        else:
+            finished = self._stop_reason(payload["state"])
+            if finished is not None:
+                reason = f"a finished run ({finished})"
+        if reason is not None:
+            if self.is_main:
+                print(f"{self.last_path}: left by {reason}; starting over", file=sys.stderr)
+                self.last_path.unlink()
+            if self.world > 1:
+                dist.barrier()
 
     def _resume(self) -> bool:
         if not self.last_path.exists():
@@ -306,14 +346,17 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- training
 
-    def _stop_reason(self) -> str | None:
-        if self.state["epochs_since_best"] >= self.args.patience:
+    def _stop_reason(self, state: dict | None = None) -> str | None:
+        state = self.state if state is None else state
+        if state["epochs_since_best"] >= self.args.patience:
             return f"early stop: no lower validation loss for {self.args.patience} epochs"
-        if self.state["epoch"] >= self.args.max_epochs:
+        if state["epoch"] >= self.args.max_epochs:
             return f"reached --max-epochs {self.args.max_epochs}"
         return None
 
     def fit(self) -> int:
+        if self.args.fresh_unless_interrupted:
+            self._discard_stale_last()
         resumed = self._resume()
         if (stopped := self._stop_reason()) is not None:
             if self.is_main:

@@ -18,15 +18,14 @@ rule train_teacher:
     threads: config["resources"]["train"]["threads"]
     resources:
         **stage_resources("train", gpu=True),
-        attempt=lambda wildcards, attempt: attempt,
     retries: config["retries"]
     conda:
         "../envs/mtt.yaml"
     shell:
-        # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
-        # so a failed attempt leaves it), e.g. after a SLURM time limit
-        "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
-        " python -m mtt.cli train --threads {threads}"
+        # resumes from last.ckpt (not a declared output, so a failed or killed job leaves it),
+        # e.g. after a SLURM time limit or a killed Snakemake; starts over when the job is
+        # rerun after a finished training, or on other inputs or settings
+        "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
@@ -52,15 +51,14 @@ rule train_resnet_teacher:
     threads: config["resources"]["train"]["threads"]
     resources:
         **stage_resources("train", gpu=True),
-        attempt=lambda wildcards, attempt: attempt,
     retries: config["retries"]
     conda:
         "../envs/mtt.yaml"
     shell:
-        # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
-        # so a failed attempt leaves it), e.g. after a SLURM time limit
-        "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
-        " python -m mtt.cli train --threads {threads}"
+        # resumes from last.ckpt (not a declared output, so a failed or killed job leaves it),
+        # e.g. after a SLURM time limit or a killed Snakemake; starts over when the job is
+        # rerun after a finished training, or on other inputs or settings
+        "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
@@ -113,15 +111,14 @@ rule train_student:
     threads: config["resources"]["train"]["threads"]
     resources:
         **stage_resources("train", gpu=True),
-        attempt=lambda wildcards, attempt: attempt,
     retries: config["retries"]
     conda:
         "../envs/mtt.yaml"
     shell:
-        # the first attempt starts over; a retry resumes from last.ckpt (not a declared output,
-        # so a failed attempt leaves it), e.g. after a SLURM time limit
-        "if [ {resources.attempt} -eq 1 ]; then rm -f {params.out}/last.ckpt; fi;"
-        " python -m mtt.cli train --threads {threads}"
+        # resumes from last.ckpt (not a declared output, so a failed or killed job leaves it),
+        # e.g. after a SLURM time limit or a killed Snakemake; starts over when the job is
+        # rerun after a finished training, or on other inputs or settings
+        "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
         " --out {params.out} {params.options} --device {params.device}"
