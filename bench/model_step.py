@@ -4,15 +4,19 @@ Baseline, structured as the published code is: the waveform goes in, the mel spe
 computed inside every step (torchaudio MelSpectrogram + AmplitudeToDB, as published), attention
 is explicit einsum + softmax, float32 throughout.
 Ours: precomputed log-mel in (training reads mels from HDF5), fused scaled-dot-product
-attention, and on CUDA bf16 autocast (+ optionally torch.compile).
+attention, glibc malloc set to reuse freed memory (`mtt.malloc`, as every `mtt` command does; the
+baseline runs with glibc's defaults), and on CUDA bf16 autocast (+ optionally torch.compile).
 Both use identical weights; each figure is the median of repeated timed steps after warm-up.
+Without --quick, ours is also timed with glibc's default malloc, to show what that setting gives.
 
 Last line: train_ratio_vs_reference=X infer_ratio_vs_reference=Y (teacher, the first device).
 """
 import argparse
+import multiprocessing
 import platform
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +24,7 @@ import torchaudio
 from torch import nn
 
 from mtt.frontend import POWER_FLOOR, SAMPLE_RATE, LogMel, seconds_to_frames
+from mtt.malloc import keep_freed_memory
 from mtt.models import build_model
 from mtt.models.transformer import Attention
 
@@ -96,21 +101,34 @@ def measure(model, make_input, batch, device, reps, autocast_dtype=None):
     return batch / train, batch / infer
 
 
-def run_pair(preset, batch, device, reps, compile_model):
-    crop_samples = int(10 * SAMPLE_RATE)
-    frames = seconds_to_frames(10)
+def measure_variant(variant, preset, batch, device, reps, compile_model, threads):
+    """(train, inference) samples/s of one variant, in a fresh process (see run_pair)."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    ours = build_model("transformer", 50, preset=preset)
-    baseline = PublishedStyle(build_model("transformer", 50, preset=preset))
-    baseline.model.load_state_dict(ours.state_dict())
-    waveform = torch.randn(batch, crop_samples, device=device) * 0.1
+    model = build_model("transformer", 50, preset=preset)  # identical weights in every process
+    waveform = torch.randn(batch, int(10 * SAMPLE_RATE), device=device) * 0.1
+    if variant == "baseline":
+        return measure(PublishedStyle(model), lambda: waveform, batch, device, reps)
+    if variant == "ours":
+        keep_freed_memory()
     mel = LogMel().to(device)(waveform)
-    assert mel.shape[-1] == frames
-    ref = measure(baseline, lambda: waveform, batch, device, reps)
+    assert mel.shape[-1] == seconds_to_frames(10)
+    run = torch.compile(model) if compile_model else model
     dtype = torch.bfloat16 if device == "cuda" else None
-    ours_run = torch.compile(ours) if compile_model else ours
-    our = measure(ours_run, lambda: mel, batch, device, reps, autocast_dtype=dtype)
-    return ref, our
+    return measure(run, lambda: mel, batch, device, reps, autocast_dtype=dtype)
+
+
+def run_pair(preset, batch, device, reps, compile_model, attribution):
+    """Baseline, ours and (with attribution) ours with glibc's default malloc, each in its own
+    fresh process: the malloc setting is process-wide and glibc's default adapts to the
+    allocations it has seen, so only a new process gives the baseline its true default."""
+    variants = ["baseline", "ours"] + (["ours_default_malloc"] if attribution else [])
+    results = {}
+    for variant in variants:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results[variant] = pool.submit(measure_variant, variant, preset, batch, device, reps,
+                                           compile_model, torch.get_num_threads()).result()
+    return results["baseline"], results["ours"], results.get("ours_default_malloc")
 
 
 def main():
@@ -130,11 +148,17 @@ def main():
     ratios = {}
     presets = ["teacher"] if args.quick else ["teacher", "compact_student"]
     for preset in presets:
-        (ref_train, ref_infer), (our_train, our_infer) = run_pair(preset, batch, device, reps, args.compile)
+        (ref_train, ref_infer), (our_train, our_infer), default_malloc = run_pair(
+            preset, batch, device, reps, args.compile, attribution=not args.quick)
         ratios[preset] = (our_train / ref_train, our_infer / ref_infer)
         print(f"{preset}: train samples/s baseline={ref_train:.2f} ours={our_train:.2f} "
               f"ratio={ratios[preset][0]:.2f} | inference samples/s baseline={ref_infer:.2f} "
               f"ours={our_infer:.2f} ratio={ratios[preset][1]:.2f}")
+        if default_malloc:
+            print(f"{preset}: ours with glibc's default malloc: train samples/s="
+                  f"{default_malloc[0]:.2f} (ratio {default_malloc[0] / ref_train:.2f}), "
+                  f"inference samples/s={default_malloc[1]:.2f} "
+                  f"(ratio {default_malloc[1] / ref_infer:.2f})")
     train_ratio, infer_ratio = ratios["teacher"]
     print(f"train_ratio_vs_reference={train_ratio:.2f} infer_ratio_vs_reference={infer_ratio:.2f}")
 

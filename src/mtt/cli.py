@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from mtt.malloc import keep_freed_memory
+
 COMMANDS = {
     "tag": ("mtt.tag", "predict tags for audio files with a checkpoint"),
     "demo-data": ("mtt.demo_data", "generate the embedded demo dataset (MSD layout)"),
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(run=module.run)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # large tensors reuse freed heap instead of fresh page-faulted mmaps
     return int(args.run(args) or 0)
 
 
