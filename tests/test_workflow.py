@@ -4,8 +4,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -350,3 +352,38 @@ def test_a_failing_job_is_reported_and_its_outputs_removed(tiny_run, tmp_path):
     # the jobs that did not get to run are still planned, none is taken as done
     plan = snakemake("-n", "--cores", "2", "--configfile", TINY, workdir=workdir)
     assert planned_jobs(plan.stdout) == {"evaluate": 3, "summarize": 1, "report": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_training_resumes_after_snakemake_is_killed(tiny_run, tmp_path):
+    """Snakemake and its training job killed with SIGKILL: started again (after the --unlock
+    Snakemake asks for; profiles/default reruns the incomplete job), the teacher resumes from
+    last.ckpt instead of starting over."""
+    workdir = tmp_path / "killed"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("training:\n  max_epochs: 14\n  patience: 100\n")
+    args = ["--cores", "2", "--configfile", TINY, longer, "--until", "train_teacher"]
+    history = workdir / "results" / "models" / "teacher" / "history.csv"
+    command = [str(VENV_BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
+               *map(str, args)]
+    process = subprocess.Popen(command, env=snakemake_env(), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) - 1 >= 5:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the training finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)  # Snakemake and its job, as a lost node would
+    process.wait()
+    epochs_at_kill = len(history.read_text().splitlines()) - 1 if history.exists() else 0
+    assert 3 <= epochs_at_kill < 14
+
+    snakemake("--unlock", *args, workdir=workdir)
+    snakemake(*args, workdir=workdir)
+    log = (workdir / "results" / "logs" / "train_teacher" / "log.log").read_text()
+    resumed = re.search(r"resuming from \S+last\.ckpt after epoch (\d+)", log)
+    assert resumed and int(resumed.group(1)) >= epochs_at_kill - 1, log[-2000:]
+    assert "starting over" not in log
+    assert len(history.read_text().splitlines()) - 1 == 14
