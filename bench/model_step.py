@@ -118,17 +118,23 @@ def measure_variant(variant, preset, batch, device, reps, compile_model, threads
     return measure(run, lambda: mel, batch, device, reps, autocast_dtype=dtype)
 
 
-def run_pair(preset, batch, device, reps, compile_model, attribution):
-    """Baseline, ours and (with attribution) ours with glibc's default malloc, each in its own
+def run_pair(preset, batch, device, reps, compile_model, attribution, rounds):
+    """Baseline, ours and (with attribution) ours with glibc's default malloc, each timed in a
     fresh process: the malloc setting is process-wide and glibc's default adapts to the
-    allocations it has seen, so only a new process gives the baseline its true default."""
+    allocations it has seen, so only a new process gives the baseline its true default. The
+    variants take turns for `rounds` rounds (processes differ by a few percent: page placement,
+    huge pages); each figure is the median over rounds."""
     variants = ["baseline", "ours"] + (["ours_default_malloc"] if attribution else [])
-    results = {}
-    for variant in variants:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results[variant] = pool.submit(measure_variant, variant, preset, batch, device, reps,
-                                           compile_model, torch.get_num_threads()).result()
-    return results["baseline"], results["ours"], results.get("ours_default_malloc")
+    runs = {variant: [] for variant in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                runs[variant].append(pool.submit(
+                    measure_variant, variant, preset, batch, device, reps, compile_model,
+                    torch.get_num_threads()).result())
+    medians = {variant: tuple(statistics.median(r[i] for r in results) for i in (0, 1))
+               for variant, results in runs.items()}
+    return medians["baseline"], medians["ours"], medians.get("ours_default_malloc")
 
 
 def main():
@@ -137,6 +143,8 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="fresh processes per variant, taking turns (default 2 quick, 3)")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA)")
     args = parser.parse_args()
     device = args.device
@@ -149,7 +157,8 @@ def main():
     presets = ["teacher"] if args.quick else ["teacher", "compact_student"]
     for preset in presets:
         (ref_train, ref_infer), (our_train, our_infer), default_malloc = run_pair(
-            preset, batch, device, reps, args.compile, attribution=not args.quick)
+            preset, batch, device, reps, args.compile, attribution=not args.quick,
+            rounds=args.rounds or (2 if args.quick else 3))
         ratios[preset] = (our_train / ref_train, our_infer / ref_infer)
         print(f"{preset}: train samples/s baseline={ref_train:.2f} ours={our_train:.2f} "
               f"ratio={ratios[preset][0]:.2f} | inference samples/s baseline={ref_infer:.2f} "

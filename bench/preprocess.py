@@ -5,7 +5,8 @@ it times, one worker each, median over repeats:
   decode   - mtt.audio.load_audio alone (the floor: decoding + resampling, no mel, no output);
   ours     - the whole preprocessing into an HDF5 shard (mtt.preprocess.build_shard);
   librosa  - librosa.load(sr=22050) + feature.melspectrogram + power_to_db, same parameters;
-and ours with 2 workers vs 1. Needs librosa (the project's `bench` extra).
+and ours with 2 workers vs 1, beside decoding alone in 1 vs 2 processes (how far this machine
+scales two processes at all). Needs librosa (the project's `bench` extra).
 
 The methods take turns within each repeat, and each is also timed in CPU seconds (this process
 plus its waited-for workers), which other jobs on a busy machine disturb far less than wall time.
@@ -20,11 +21,13 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # one worker = one core, for every pipeline
 
 import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -115,6 +118,20 @@ def preprocess_job(songs: list[Path], out_folder: Path, workers: int):
     return job
 
 
+def decoded_length(path: Path) -> int:
+    return len(load_audio(path))
+
+
+def decode_pool_job(songs: list[Path], workers: int):
+    """Decoding alone in `workers` forked processes: how far two processes scale on this
+    machine at all (shared caches, memory bandwidth, what the host gives a VM's two CPUs)."""
+    def job():
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            assert all(pool.map(decoded_length, songs, chunksize=4))
+    return job
+
+
 def measure_rate(librosa, songs, work: Path, repeats: int) -> dict:
     logmel = frontend.LogMel()
     return interleaved_rates({
@@ -166,9 +183,11 @@ def main() -> int:
             work = tmp / f"scaling_{workers}"
             work.mkdir()
             scaling_jobs[workers] = preprocess_job(songs, work, workers)
+            scaling_jobs[f"decode{workers}"] = decode_pool_job(songs, workers)
         scaling = interleaved_rates(scaling_jobs, scaling_count, repeats)
-        print(" ".join(f"workers={workers} songs={scaling_count} songs_per_s={wall:.1f} "
-                       f"songs_per_cpu_s={cpu:.1f}" for workers, (wall, cpu) in scaling.items()),
+        print(" ".join(f"{'workers=' if isinstance(name, int) else 'decode_only_workers='}"
+                       f"{str(name)[-1]} songs={scaling_count} songs_per_s={wall:.1f} "
+                       f"songs_per_cpu_s={cpu:.1f}" for name, (wall, cpu) in scaling.items()),
               flush=True)
 
     (ours, ours_cpu), (decode, decode_cpu), (base, base_cpu) = (
@@ -178,6 +197,7 @@ def main() -> int:
     print(f"songs_per_s={ours:.1f} ratio_vs_librosa={ours / base:.2f} "
           f"ratio_vs_decode={ours / decode:.2f} "
           f"speedup_2_workers={scaling[2][0] / scaling[1][0]:.2f} "
+          f"decode_only_speedup_2_workers={scaling['decode2'][0] / scaling['decode1'][0]:.2f} "
           f"cpu_ratio_vs_librosa={ours_cpu / base_cpu:.2f} "
           f"cpu_ratio_vs_decode={ours_cpu / decode_cpu:.2f} "
           f"songs_per_s_44k={ours44:.1f} ratio_vs_librosa_44k={ours44 / base44:.2f} "
