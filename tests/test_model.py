@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchaudio
 
 from mtt.checkpoint import load_checkpoint, published_config, save_checkpoint
 from mtt.frontend import LogMel, frontend_params, num_frames
@@ -26,6 +27,19 @@ def test_logmel_matches_published_front_end():
     expected = reference("clip_logmel.npy")
     assert mel.shape == expected.shape == (1, 128, num_frames(len(waveform)))
     assert np.abs(mel - expected).max() <= 1e-3
+
+
+@pytest.mark.parametrize("shape", [(22050 * 3 + 17,), (3, 5000), (2, 2, 4000), (1, 600)])
+def test_logmel_equals_torchaudio_melspectrogram_and_amplitude_to_db(shape):
+    """Our frames -> rfft -> filterbank path is torchaudio's MelSpectrogram + AmplitudeToDB."""
+    logmel = LogMel()
+    to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=None)
+    to_db.amin = frontend_params()["power_floor"]
+    waveform = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 0.1
+    waveform[..., :300] = 0.0  # silence: the -100 dB floor
+    ours, theirs = logmel(waveform), to_db(logmel.spec(waveform))
+    assert ours.shape == theirs.shape == (*shape[:-1], 128, num_frames(shape[-1]))
+    assert (ours - theirs).abs().max() <= 1e-4
 
 
 def test_frame_counts_of_spec():
