@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from mtt.metrics import bootstrap_macro, tagging_report, weighted_curves
+from mtt.metrics import bias_corrected_interval, bootstrap_macro, tagging_report, weighted_curves
 
 
 def test_hand_checked_case():
@@ -34,19 +34,56 @@ def test_macro_equals_sklearn_on_random_data():
         average_precision_score(labels, probs, average="macro"), abs=1e-12)
 
 
-def test_weighted_curves_equal_sklearn_with_sample_weights():
-    """A bootstrap resample is a vector of counts; counts are sample weights."""
+def expanded(scores, labels, counts):
+    """The resample as a real list of songs: a song drawn k times is k songs, its copies just
+    below one another unless its score is tied with another song's (then they stay tied)."""
+    unique = np.unique(scores, return_counts=True)
+    tied = set(unique[0][unique[1] > 1])
+    out_scores, out_labels = [], []
+    for score, label, count in zip(scores, labels, counts.astype(int)):
+        for copy in range(count):
+            out_scores.append(score if score in tied else score - 1e-9 * copy)
+            out_labels.append(label)
+    return np.array(out_scores), np.array(out_labels)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])  # distinct scores; many ties
+def test_weighted_curves_equal_sklearn_on_the_resampled_songs(decimals):
+    """A bootstrap resample is a vector of counts: ROC-AUC equals sklearn with the counts as
+    sample weights, average precision equals sklearn on the resample written out song by song."""
     rng = np.random.default_rng(2)
     n = 150
     labels = rng.random(n) < 0.25
-    scores = np.round(rng.random(n) + 0.4 * labels, 1)  # many ties
+    scores = rng.random(n) + 0.4 * labels
+    if decimals is not None:
+        scores = np.round(scores, decimals)
     weights = rng.multinomial(n, np.full(n, 1 / n), size=20).astype(float)
     roc, ap = weighted_curves(scores, labels, weights)
     for r in range(20):
         assert roc[r] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights[r]),
                                        abs=1e-12)
-        assert ap[r] == pytest.approx(
-            average_precision_score(labels, scores, sample_weight=weights[r]), abs=1e-12)
+        assert ap[r] == pytest.approx(average_precision_score(*expanded(scores, labels,
+                                                                        weights[r])[::-1]),
+                                      abs=1e-9)
+
+
+def test_copies_of_one_positive_song_are_consecutive_ranks():
+    """Two copies of the second positive song give precisions 2/3 and 3/4 (sklearn's sample
+    weights make them one tie: 3/4 twice)."""
+    scores = np.array([0.9, 0.8, 0.7])
+    labels = np.array([1, 0, 1])
+    _, ap = weighted_curves(scores, labels, np.array([[1.0, 1.0, 2.0]]))
+    assert ap[0] == pytest.approx((1.0 + 2 / 3 + 3 / 4) / 3)
+
+
+def test_bias_corrected_interval_follows_a_shifted_bootstrap():
+    rng = np.random.default_rng(0)
+    resampled = 0.51 + rng.normal(0, 0.01, 20000)  # resamples biased upwards by one sd
+    low, high = bias_corrected_interval(resampled, 0.50)
+    assert low < 0.50 < high  # the plain percentile interval [0.490, 0.530] is lopsided
+    assert high == pytest.approx(0.51, abs=0.002)
+    centred = bias_corrected_interval(0.5 + rng.normal(0, 0.01, 20000), 0.50)
+    assert centred == pytest.approx((0.5 - 0.0196, 0.5 + 0.0196), abs=0.001)
 
 
 def test_weighting_without_positives_gives_nan():

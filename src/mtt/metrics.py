@@ -1,14 +1,19 @@
 """Tagging metrics: macro and per-tag ROC-AUC and PR-AUC (average precision), bootstrap intervals.
 
 Point estimates come from sklearn. The bootstrap draws songs with replacement; a resample is a
-vector of per-song counts, and counts are exactly sample weights, so each resample's metrics are
-computed in one vectorised pass over songs sorted once per tag (`weighted_curves`). They equal
-sklearn's `roc_auc_score` / `average_precision_score` with `sample_weight=counts` (tested), which
-makes 1,000 resamples of 50 tags take seconds instead of minutes.
+vector of per-song counts, so each resample's metrics are computed in one vectorised pass over
+songs sorted once per tag (`weighted_curves`), which makes 1,000 resamples of 50 tags take
+seconds instead of minutes. ROC-AUC equals sklearn's `roc_auc_score` with `sample_weight=counts`.
+For average precision the k copies of a song drawn k times count as k consecutive ranks, as k
+distinct songs would; sklearn's sample weights make them one tie, which raises the precision of
+every copy but the last and biased the resampled PR-AUC upwards (+0.03 on the demo's 79 test
+songs). The interval is Efron's bias-corrected percentile interval, which also absorbs the bias
+that small test sets leave in resampled PR-AUC.
 """
 import warnings
 
 import numpy as np
+from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
@@ -31,11 +36,12 @@ def per_tag_scores(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, n
 
 
 def weighted_curves(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray):
-    """ROC-AUC and average precision of one tag under many weightings at once.
+    """ROC-AUC and average precision of one tag under many resamples at once.
 
-    scores, labels: (n,); weights: (R, n) non-negative. Returns two (R,) arrays, NaN where a
-    weighting leaves no positive or no negative weight. Ties in `scores` form one threshold, as
-    in sklearn.
+    scores, labels: (n,); weights: (R, n) non-negative integer counts (a song drawn k times).
+    Returns two (R,) arrays, NaN where a resample has no positive or no negative song. Distinct
+    songs with equal scores form one threshold, as in sklearn; the copies of one song are
+    consecutive ranks for average precision (ROC-AUC does not depend on their order).
     """
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
@@ -51,12 +57,37 @@ def weighted_curves(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray)
     with np.errstate(divide="ignore", invalid="ignore"):
         area = np.sum(np.diff(fp0, axis=1) * (tp0[:, 1:] + tp0[:, :-1]) / 2.0, axis=1)
         roc = area / (total_pos[:, 0] * total_neg[:, 0])
+        gained = np.diff(tp0, axis=1)
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-        ap = np.sum(np.diff(tp0, axis=1) * precision, axis=1) / total_pos[:, 0]
+        hits = gained * precision  # a tie: every positive at the precision after the group
+        # a group of one positive song: its copies at consecutive ranks j = 1..k instead
+        sizes = np.diff(np.r_[-1, ends])
+        single = np.flatnonzero((sizes == 1) & (positive[ends] == 1.0))
+        if len(single):
+            before_tp, before_all = tp0[:, single], tp0[:, single] + fp0[:, single]
+            copies = gained[:, single]
+            consecutive = np.zeros_like(copies)
+            for j in range(1, int(copies.max()) + 1):
+                consecutive += np.where(copies >= j, (before_tp + j) / (before_all + j), 0.0)
+            hits[:, single] = consecutive
+        ap = np.sum(hits, axis=1) / total_pos[:, 0]
     invalid = (total_pos[:, 0] <= 0) | (total_neg[:, 0] <= 0)
     roc[invalid] = np.nan
     ap[invalid] = np.nan
     return roc, ap
+
+
+def bias_corrected_interval(resampled: np.ndarray, estimate: float,
+                            confidence: float = 0.95) -> tuple[float, float]:
+    """Efron's bias-corrected (BC) percentile interval: the percentiles are moved by how far
+    the resampled values sit above or below the estimate, z0 = Phi^-1(share below it)."""
+    values = resampled[np.isfinite(resampled)]
+    n = len(values)
+    below = (np.sum(values < estimate) + 0.5 * np.sum(values == estimate)) / n
+    z0 = norm.ppf(np.clip(below, 0.5 / n, 1.0 - 0.5 / n))
+    z = norm.ppf(0.5 + confidence / 2.0)
+    low, high = norm.cdf(2.0 * z0 - z), norm.cdf(2.0 * z0 + z)
+    return float(np.quantile(values, low)), float(np.quantile(values, high))
 
 
 def bootstrap_macro(labels, probs, n_resamples=1000, seed=0, tag_mask=None, block=100):
@@ -86,7 +117,7 @@ def bootstrap_macro(labels, probs, n_resamples=1000, seed=0, tag_mask=None, bloc
 
 
 def tagging_report(labels, probs, tags, n_bootstrap=1000, seed=0, confidence=0.95) -> dict:
-    """Macro and per-tag metrics with percentile bootstrap intervals over songs.
+    """Macro and per-tag metrics with bias-corrected bootstrap intervals over songs.
 
     Tags without a positive or without a negative song are excluded from the macro averages and
     listed under `excluded_tags`.
@@ -106,17 +137,17 @@ def tagging_report(labels, probs, tags, n_bootstrap=1000, seed=0, confidence=0.9
         "n_tags_evaluated": int(mask.sum()),
         "excluded_tags": [t for t, ok in zip(tags, mask) if not ok],
     }
-    alpha = (1.0 - confidence) / 2.0
     if n_bootstrap > 0:
         boot_roc, boot_pr = bootstrap_macro(labels, probs, n_bootstrap, seed, mask)
     for name, values, boot in (("roc_auc", roc, boot_roc if n_bootstrap else None),
                                ("pr_auc", pr, boot_pr if n_bootstrap else None)):
         entry = {"macro": float(np.mean(values[mask]))}
         if boot is not None:
-            entry["ci_low"] = float(np.nanquantile(boot, alpha))
-            entry["ci_high"] = float(np.nanquantile(boot, 1.0 - alpha))
+            entry["ci_low"], entry["ci_high"] = bias_corrected_interval(boot, entry["macro"],
+                                                                        confidence)
         report[name] = entry
-    report["bootstrap"] = {"resamples": int(n_bootstrap), "seed": int(seed), "confidence": confidence}
+    report["bootstrap"] = {"resamples": int(n_bootstrap), "seed": int(seed),
+                           "confidence": confidence, "interval": "bias-corrected percentile"}
     report["per_tag"] = {
         tag: {"roc_auc": _none_if_nan(roc[i]), "pr_auc": _none_if_nan(pr[i]),
               "positives": int(labels[:, i].sum())}
