@@ -304,3 +304,12 @@ def test_two_processes_with_torchrun(toy, tmp_path):
     assert "2 steps/epoch" in result.stderr
     assert len(read_history(out)) == 2
     load_checkpoint(out / "best.ckpt")
+    # the workflow's mode on a finished run: every rank agrees to start over, rank 0 deletes
+    again = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "mtt.cli",
+         *train_args(toy, out, "--max-epochs", "2", "--steps-per-epoch", "4",
+                     "--fresh-unless-interrupted")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "starting over" in again.stderr
+    assert len(read_history(out)) == 2

@@ -292,7 +292,9 @@ class Trainer:
             finished = self._stop_reason(payload["state"])
             if finished is not None:
                 reason = f"a finished run ({finished})"
-        if reason is not None:
+        if reason is not None:  # every rank reaches the same verdict from the same file
+            if self.world > 1:
+                dist.barrier()  # all ranks have read it before it goes
             if self.is_main:
                 print(f"{self.last_path}: left by {reason}; starting over", file=sys.stderr)
                 self.last_path.unlink()
