@@ -78,6 +78,13 @@ def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
     assert "results/models/student_kd_round2/best.ckpt" in result.stdout
 
 
+def test_converged_demo_config_plans_longer_training(tmp_path):
+    result = snakemake("-n", "-p", "--cores", "2", "--configfile",
+                       ROOT / "config" / "demo-converged.yaml", workdir=tmp_path)
+    assert planned_jobs(result.stdout)["train_student"] == 2
+    assert result.stdout.count("--max-epochs 150 --patience 10") == 3
+
+
 @pytest.mark.parametrize("config", ["msd", "mtg-jamendo"])
 def test_real_data_configs_validate_and_plan(tmp_path, config):
     """The paper-setting configs are valid; with their metadata present they plan every stage."""
