@@ -83,6 +83,8 @@ def bias_corrected_interval(resampled: np.ndarray, estimate: float,
     the resampled values sit above or below the estimate, z0 = Phi^-1(share below it)."""
     values = resampled[np.isfinite(resampled)]
     n = len(values)
+    if n == 0:  # no resample had a positive and a negative song for any tag
+        return float("nan"), float("nan")
     below = (np.sum(values < estimate) + 0.5 * np.sum(values == estimate)) / n
     z0 = norm.ppf(np.clip(below, 0.5 / n, 1.0 - 0.5 / n))
     z = norm.ppf(0.5 + confidence / 2.0)

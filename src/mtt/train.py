@@ -277,12 +277,17 @@ class Trainer:
         with atomic_path(self.last_path) as tmp:
             torch.save(payload, tmp)
 
-    def _discard_stale_last(self):
-        """--fresh-unless-interrupted: delete last.ckpt unless it is an unfinished run of these
-        settings on these input files, the one case where resuming is what a rerun means."""
+    def _load_last(self) -> dict | None:
         if not self.last_path.exists():
-            return
-        payload = torch.load(self.last_path, map_location="cpu", weights_only=False)
+            return None
+        return torch.load(self.last_path, map_location="cpu", weights_only=False)
+
+    def _discard_stale_last(self, payload: dict | None) -> dict | None:
+        """--fresh-unless-interrupted: delete last.ckpt unless it is an unfinished run of these
+        settings on these input files, the one case where resuming is what a rerun means.
+        Returns the payload to resume from, or None."""
+        if payload is None:
+            return None
         reason = None
         if payload["identity"] != self.identity:
             reason = "a run with other settings"
@@ -300,11 +305,13 @@ class Trainer:
                 self.last_path.unlink()
             if self.world > 1:
                 dist.barrier()
+            return None
+        return payload
 
-    def _resume(self) -> bool:
-        if not self.last_path.exists():
+    def _resume(self, payload: dict | None) -> bool:
+        """Restore the run saved in last.ckpt's `payload`; False when there is none."""
+        if payload is None:
             return False
-        payload = torch.load(self.last_path, map_location="cpu", weights_only=False)
         if payload["identity"] != self.identity:
             changed = [k for k in RUN_IDENTITY
                        if payload["identity"].get(k) != self.identity.get(k)]
@@ -357,9 +364,10 @@ class Trainer:
         return None
 
     def fit(self) -> int:
+        last = self._load_last()
         if self.args.fresh_unless_interrupted:
-            self._discard_stale_last()
-        resumed = self._resume()
+            last = self._discard_stale_last(last)
+        resumed = self._resume(last)
         if (stopped := self._stop_reason()) is not None:
             if self.is_main:
                 if self.best_path.exists() and (self.out / "history.csv").exists():

@@ -1,3 +1,7 @@
+# Training jobs resume from last.ckpt (not a declared output, so a failed or killed job leaves
+# it), e.g. after a SLURM time limit or a killed Snakemake; --fresh-unless-interrupted makes them
+# start over when rerun after a finished training, or on other inputs or settings.
+
 rule train_teacher:
     input:
         train=f"{RESULTS}/split/train.tsv",
@@ -22,9 +26,6 @@ rule train_teacher:
     conda:
         "../envs/mtt.yaml"
     shell:
-        # resumes from last.ckpt (not a declared output, so a failed or killed job leaves it),
-        # e.g. after a SLURM time limit or a killed Snakemake; starts over when the job is
-        # rerun after a finished training, or on other inputs or settings
         "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
@@ -55,9 +56,6 @@ rule train_resnet_teacher:
     conda:
         "../envs/mtt.yaml"
     shell:
-        # resumes from last.ckpt (not a declared output, so a failed or killed job leaves it),
-        # e.g. after a SLURM time limit or a killed Snakemake; starts over when the job is
-        # rerun after a finished training, or on other inputs or settings
         "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
@@ -115,9 +113,6 @@ rule train_student:
     conda:
         "../envs/mtt.yaml"
     shell:
-        # resumes from last.ckpt (not a declared output, so a failed or killed job leaves it),
-        # e.g. after a SLURM time limit or a killed Snakemake; starts over when the job is
-        # rerun after a finished training, or on other inputs or settings
         "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
