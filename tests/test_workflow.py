@@ -134,6 +134,22 @@ def test_lint_finds_nothing(tmp_path):
     assert "Congratulations, your workflow is in a good condition!" in output
 
 
+def test_conda_environment_pins_what_the_package_pins():
+    """`snakemake --sdm conda` must run the same software as `pip install -e .`: the pip pins of
+    envs/mtt.yaml are the runtime pins of pyproject.toml (less Snakemake, which runs the
+    workflow rather than its jobs), and every rule's conda: file exists."""
+    import tomllib
+    import yaml
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = {pin for pin in project if not pin.startswith("snakemake")}
+    env = yaml.safe_load((ROOT / "envs" / "mtt.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert set(pip) == wanted
+    for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for path in re.findall(r'^\s+"(.+\.yaml)"$', rules.read_text(), re.M):
+            assert (rules.parent / path).resolve().is_file(), f"{rules.name}: {path}"
+
+
 def test_gpu_stages_request_a_gpu_and_cpu_stages_do_not(tmp_path):
     result = snakemake("-n", "--cores", "2", workdir=tmp_path)
     blocks = re.split(r"\n(?=rule \w+:)", result.stdout)

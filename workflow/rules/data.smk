@@ -19,7 +19,7 @@ rule demo_data:
         **stage_resources("demo_data"),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli demo-data --out {output} {params.size} --workers {threads}"
         " > {log} 2>&1"
@@ -47,7 +47,7 @@ rule build_splits:
         **stage_resources("build_splits"),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli split {params.dataset} --out {params.out}"
         " --fractions {params.fractions} --seed {params.seed}"
@@ -77,7 +77,7 @@ rule preprocess_mel:
         **stage_resources("preprocess_mel"),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m mtt.cli preprocess --audio-root {params.audio_root}"
         " --tracks {input.tracks} --out {output.mels} --failures {output.failures}"

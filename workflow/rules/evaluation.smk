@@ -26,7 +26,7 @@ rule evaluate:
         **stage_resources("evaluate", gpu=True),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli evaluate --threads {threads} --checkpoint {input.checkpoint}"
         " --tracks {input.tracks} --tags {input.tags} --mels {input.mels} --out {params.out}"
@@ -58,7 +58,7 @@ rule summarize:
     resources:
         **stage_resources("report"),
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli summarize --metrics {input.evaluations} --histories {input.histories}"
         " --out {output.summary} --comparison {output.comparison} > {log} 2>&1"
@@ -103,7 +103,7 @@ rule report:
     resources:
         **stage_resources("report"),
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli plots --per-tag {input.per_tag} --predictions {input.predictions}"
         " --histories {input.histories} --split-dir {params.split_dir} --out-dir {params.out}"

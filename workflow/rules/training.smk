@@ -24,7 +24,7 @@ rule train_teacher:
         **stage_resources("train", gpu=True),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
@@ -54,7 +54,7 @@ rule train_resnet_teacher:
         **stage_resources("train", gpu=True),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
@@ -80,7 +80,7 @@ rule pseudo_label:
         **stage_resources("pseudo_label", gpu=True),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli pseudo-label --threads {threads} --checkpoint {input.checkpoint}"
         " --mels {input.mels} --out {output} --batch-size {params.batch_size}"
@@ -111,7 +111,7 @@ rule train_student:
         **stage_resources("train", gpu=True),
     retries: config["retries"]
     conda:
-        "../envs/mtt.yaml"
+        "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
