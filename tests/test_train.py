@@ -102,7 +102,7 @@ def test_teacher_learns_the_toy_and_writes_its_outputs(teacher):
     history = read_history(teacher)
     assert [int(r["epoch"]) for r in history] == list(range(1, 7))
     assert list(history[0]) == ["epoch", "train_loss", "valid_loss", "valid_roc_auc",
-                                "valid_pr_auc", "seconds"]
+                                "valid_pr_auc", "lr", "seconds"]
     train_loss = [float(r["train_loss"]) for r in history]
     valid_loss = [float(r["valid_loss"]) for r in history]
     assert train_loss[-1] < 0.85 * train_loss[0]
@@ -128,6 +128,23 @@ def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path
     out.mkdir()
     for name in ("best.ckpt", "last.ckpt", "history.csv"):
         (out / name).write_bytes((teacher / name).read_bytes())
+    assert main(train_args(toy, out, "--max-epochs", "7", "--patience", "50")) == 0
+    assert len(read_history(out)) == 7
+
+
+def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher, tmp_path):
+    """last.ckpt files written before --lr-decay / --label-blend existed ran with their
+    defaults, so they resume as runs of the same settings."""
+    out = tmp_path / "older"
+    out.mkdir()
+    for name in ("best.ckpt", "history.csv"):
+        (out / name).write_bytes((teacher / name).read_bytes())
+    payload = torch.load(teacher / "last.ckpt", weights_only=False)
+    for key in ("lr_decay", "lr_patience", "label_blend"):
+        del payload["identity"][key]
+    for key in ("lr_scale", "plateau"):
+        del payload["state"][key]
+    torch.save(payload, out / "last.ckpt")
     assert main(train_args(toy, out, "--max-epochs", "7", "--patience", "50")) == 0
     assert len(read_history(out)) == 7
 
@@ -199,6 +216,26 @@ def pseudo_labels(toy, teacher, tmp_path_factory):
     return out
 
 
+def test_learning_rate_decays_after_epochs_without_progress(toy, tmp_path):
+    """--lr-decay F --lr-patience N: the rate is multiplied by F once N epochs in a row (counted
+    from the best epoch or the last decay) brought no lower validation loss."""
+    out = tmp_path / "decay"
+    assert main(train_args(toy, out, "--max-epochs", "10", "--patience", "50",
+                           "--steps-per-epoch", "2", "--lr", "0.03", "--lr-decay", "0.5",
+                           "--lr-patience", "1")) == 0
+    history = read_history(out)
+    lr = [float(r["lr"]) for r in history]
+    best, expected, decays = float("inf"), 0.03, 0
+    for row, used in zip(history, lr):
+        assert used == pytest.approx(expected)
+        if float(row["valid_loss"]) < best:
+            best = float(row["valid_loss"])
+        else:  # patience 1: every epoch without progress halves the rate for the next one
+            expected *= 0.5
+            decays += 1
+    assert decays >= 1, "the toy run never stalled; the test needs a run that does"
+
+
 @pytest.mark.parametrize("mode, threshold", [("soft", "0.5"), ("hard", "0.5"),
                                              ("threshold", "0.7")])
 def test_noisy_student_trains_on_labeled_and_pseudo_labeled_songs(toy, pseudo_labels, tmp_path,
@@ -222,6 +259,32 @@ def test_student_needs_the_unlabeled_mels(toy, pseudo_labels, tmp_path, capsys):
     args = train_args(toy, tmp_path / "s", "--pseudo-labels", str(pseudo_labels))
     assert main(args) == 2
     assert "--unlabeled-mels" in capsys.readouterr().err
+
+
+def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tmp_path, capsys):
+    """--label-blend B: a labeled song's target is (1 - B) * its labels + B * the teacher's
+    prediction for it, read by track ID; a training song without a prediction is an error."""
+    from mtt.data import read_pseudo_labels, read_split
+    from mtt.train import teacher_predictions
+    predictions = tmp_path / "train.labels.h5"
+    assert main(["pseudo-label", "--checkpoint", str(teacher / "best.ckpt"), "--mels",
+                 str(toy / "labeled.h5"), "--out", str(predictions), "--chunks", "2",
+                 "--device", "cpu"]) == 0
+    ids, _ = read_split(toy / "train.tsv", TOY_TAGS)
+    stored_ids, stored = read_pseudo_labels([predictions], TOY_TAGS)
+    wanted = ids[::-1][:5]
+    got = teacher_predictions([predictions], TOY_TAGS, wanted)
+    assert np.array_equal(got, stored[[stored_ids.index(t) for t in wanted]])
+    with pytest.raises(ValueError, match="1 of 2 training songs"):
+        teacher_predictions([predictions], TOY_TAGS, [ids[0], "not-a-song"])
+
+    out = tmp_path / "blended"
+    args = train_args(toy, out, "--labeled-pseudo-labels", str(predictions), "--label-blend",
+                      "0.5", "--max-epochs", "1", "--steps-per-epoch", "2")
+    assert main(args) == 0
+    assert len(read_history(out)) == 1
+    assert main(train_args(toy, tmp_path / "x", "--label-blend", "0.5")) == 2
+    assert "--labeled-pseudo-labels" in capsys.readouterr().err
 
 
 def test_resnet_trains_a_few_steps(toy, tmp_path):
@@ -261,7 +324,7 @@ def test_resume_after_sigkill_reaches_the_same_weights(toy, pseudo_labels, tmp_p
     uninterrupted run (noise, dropout, stochastic depth and data order all restored)."""
     student = ["--pseudo-labels", str(pseudo_labels), "--unlabeled-mels", str(toy / "unlabeled.h5"),
                "--drop-path", "0.1", "--max-epochs", "4", "--patience", "50",
-               "--steps-per-epoch", "6"]
+               "--steps-per-epoch", "6", "--lr-decay", "0.5", "--lr-patience", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mtt.cli"]
     straight = tmp_path / "straight"

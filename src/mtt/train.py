@@ -38,12 +38,17 @@ from .noise import NOISE_KINDS, MelNoise, parse_noise_kinds
 from .predict import autocast, crop_frames, predict_songs, resolve_device, set_threads
 from .tags import read_tag_list
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "seconds"]
+HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "lr",
+                   "seconds"]
 # Settings a resumed run must share with the run that wrote last.ckpt (others, like the epoch
 # limit, patience, workers or device, may change between attempts).
 RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
                 "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
-                "pseudo_threshold", "noise", "noise_prob", "warmup_steps"]
+                "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience", "label_blend"]
+
+
+# Settings added after last.ckpt files were first written: an older file ran with these values.
+IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--batch-size", type=int, default=32)
     opt.add_argument("--lr", type=float, default=1e-4)
     opt.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
+    opt.add_argument("--lr-decay", type=float, default=1.0,
+                     help="multiply the learning rate by this after --lr-patience epochs without "
+                          "a lower validation loss (default 1: a constant rate)")
+    opt.add_argument("--lr-patience", type=int, default=3,
+                     help="epochs without a lower validation loss before the rate decays")
     opt.add_argument("--max-epochs", type=int, default=200)
     opt.add_argument("--patience", type=int, default=40,
                      help="stop after this many epochs without a lower validation loss")
@@ -98,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     student.add_argument("--pseudo-mode", choices=["soft", "hard", "threshold"], default="soft")
     student.add_argument("--pseudo-threshold", type=float, default=0.5,
                          help="hard: positive at p >= T; threshold: keep p >= T and p <= 1 - T")
+    student.add_argument("--labeled-pseudo-labels", nargs="+", type=Path, default=[],
+                         help="the teacher's predictions for the labeled training songs "
+                         "(`mtt pseudo-label` on their shards), for --label-blend")
+    student.add_argument("--label-blend", type=float, default=0.0,
+                         help="labeled targets = (1 - B) * labels + B * teacher predictions "
+                         "(default 0: the labels alone)")
     student.add_argument("--noise", default="auto",
                          help=f"input noise kinds, comma-separated from {', '.join(NOISE_KINDS)}, "
                               "or none (default: all for a student, none for a teacher)")
@@ -106,13 +122,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_options(args) -> None:
-    for flag in ("batch_size", "max_epochs", "patience", "valid_chunks"):
+    for flag in ("batch_size", "max_epochs", "patience", "valid_chunks", "lr_patience"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
         raise ValueError("--steps-per-epoch must be at least 1")
     if args.unlabeled_mels and not args.pseudo_labels:
         raise ValueError("--unlabeled-mels needs --pseudo-labels")
+    if not 0.0 < args.lr_decay <= 1.0:
+        raise ValueError("--lr-decay must be in (0, 1]")
+    if not 0.0 <= args.label_blend <= 1.0:
+        raise ValueError("--label-blend must be in [0, 1]")
+    if args.label_blend > 0 and not args.labeled_pseudo_labels:
+        raise ValueError("--label-blend needs --labeled-pseudo-labels")
 
 
 def run(args) -> int:
@@ -139,6 +161,18 @@ def model_config(args) -> dict:
     return {k: v for k, v in config.items() if v is not None}
 
 
+def teacher_predictions(paths, tags, track_ids) -> np.ndarray:
+    """The teacher's song-level predictions for `track_ids`, in that order, from pseudo-label
+    shards; every song must have one."""
+    ids, probs = read_pseudo_labels(paths, tags)
+    row = {t: i for i, t in enumerate(ids)}
+    missing = [t for t in track_ids if t not in row]
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(track_ids)} training songs (e.g. {missing[0]}) "
+                         f"have no teacher prediction in {', '.join(map(str, paths))}")
+    return probs[[row[t] for t in track_ids]]
+
+
 def distributed_context():
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -151,7 +185,7 @@ def input_files_stamp(args) -> list:
     """(path, size, modification time) of every input file: a rebuilt shard or a new split
     changes it, as it makes a workflow manager rerun the job."""
     paths = [args.train, args.valid, args.tags, *args.mels, *args.pseudo_labels,
-             *args.unlabeled_mels]
+             *args.unlabeled_mels, *args.labeled_pseudo_labels]
     stamp = []
     for path in paths:
         info = Path(path).stat()
@@ -192,20 +226,24 @@ class Trainer:
             "pseudo_mode": args.pseudo_mode if self.is_student else None,
             "pseudo_threshold": args.pseudo_threshold if self.is_student else None,
             "noise": list(self.noise_kinds), "noise_prob": args.noise_prob,
-            "warmup_steps": args.warmup_steps,
+            "warmup_steps": args.warmup_steps, "lr_decay": args.lr_decay,
+            "lr_patience": args.lr_patience if args.lr_decay < 1 else None,
+            "label_blend": args.label_blend,
         }
         self._build_data()
+        self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_epoch": -1,
+                      "epochs_since_best": 0, "history": [], "lr_scale": 1.0, "plateau": 0}
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         warmup = max(0, args.warmup_steps)
+        # per step: linear warm-up, times the decay that validation plateaus have brought so far
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+            self.optimizer, lambda step: (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+            * self.state["lr_scale"])
         self.noise = MelNoise(self.noise_kinds, args.noise_prob, seed=[args.seed, self.rank])
         self.ddp_model = self.model
         if self.world > 1:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
-        self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_epoch": -1,
-                      "epochs_since_best": 0, "history": []}
         self.best_weights = None  # CPU copy of the best epoch's weights, also kept in last.ckpt
         self.inputs = input_files_stamp(args)
 
@@ -213,6 +251,9 @@ class Trainer:
         args = self.args
         store = MelStore(args.mels)
         train_ids, train_labels = keep_stored(*read_split(args.train, self.tags), store, "train")
+        if args.label_blend > 0:
+            teacher = teacher_predictions(args.labeled_pseudo_labels, self.tags, train_ids)
+            train_labels = (1 - args.label_blend) * train_labels + args.label_blend * teacher
         self.valid_ids, self.valid_labels = keep_stored(*read_split(args.valid, self.tags), store,
                                                         "valid")
         if not self.valid_ids:
@@ -282,6 +323,10 @@ class Trainer:
             return None
         return torch.load(self.last_path, map_location="cpu", weights_only=False)
 
+    @staticmethod
+    def _stored_identity(payload: dict) -> dict:
+        return {**IDENTITY_DEFAULTS, **payload["identity"]}
+
     def _discard_stale_last(self, payload: dict | None) -> dict | None:
         """--fresh-unless-interrupted: delete last.ckpt unless it is an unfinished run of these
         settings on these input files, the one case where resuming is what a rerun means.
@@ -289,7 +334,7 @@ class Trainer:
         if payload is None:
             return None
         reason = None
-        if payload["identity"] != self.identity:
+        if self._stored_identity(payload) != self.identity:
             reason = "a run with other settings"
         elif payload.get("inputs") != self.inputs:
             reason = "a run on other input files"
@@ -312,15 +357,15 @@ class Trainer:
         """Restore the run saved in last.ckpt's `payload`; False when there is none."""
         if payload is None:
             return False
-        if payload["identity"] != self.identity:
-            changed = [k for k in RUN_IDENTITY
-                       if payload["identity"].get(k) != self.identity.get(k)]
+        stored = self._stored_identity(payload)
+        if stored != self.identity:
+            changed = [k for k in RUN_IDENTITY if stored.get(k) != self.identity.get(k)]
             raise ValueError(f"{self.last_path}: left by a run with other settings ({changed}); "
                              "use another --out or delete the folder to start over")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.state = payload["state"]
+        self.state = {"lr_scale": 1.0, "plateau": 0, **payload["state"]}
         self.best_weights = payload.get("best_model")
         if self.best_weights is None and self.best_path.exists():  # written by an older version
             self.best_weights = torch.load(self.best_path, map_location="cpu",
@@ -387,6 +432,7 @@ class Trainer:
             epoch = self.state["epoch"]
             started = time.perf_counter()
             train_loss = self._train_epoch(epoch)
+            lr = self.optimizer.param_groups[0]["lr"]  # of the epoch's last step
             valid = self._validate() if self.is_main else None
             valid_loss = self._broadcast(valid["loss"] if valid else 0.0)
             if not math.isfinite(valid_loss):
@@ -401,11 +447,13 @@ class Trainer:
                                      for k, v in self.model.state_dict().items()}
             else:
                 self.state["epochs_since_best"] += 1
+            self._decay_on_plateau(improved)
             if self.is_main:
                 row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                        "valid_loss": round(valid_loss, 6),
                        "valid_roc_auc": round(valid["roc_auc"], 6),
                        "valid_pr_auc": round(valid["pr_auc"], 6),
+                       "lr": float(f"{lr:.6g}"),
                        "seconds": round(time.perf_counter() - started, 2)}
                 self.state["history"].append(row)
                 if improved or not self.best_path.exists():
@@ -430,6 +478,19 @@ class Trainer:
         if self.world > 1:
             dist.destroy_process_group()
         return 0
+
+    def _decay_on_plateau(self, improved: bool):
+        """--lr-decay: after --lr-patience epochs without a lower validation loss (counted from
+        the best epoch or the last decay), scale the learning rate down."""
+        self.state["plateau"] = 0 if improved else self.state["plateau"] + 1
+        if self.args.lr_decay < 1 and self.state["plateau"] >= self.args.lr_patience:
+            self.state["lr_scale"] *= self.args.lr_decay
+            self.state["plateau"] = 0
+            for group in self.optimizer.param_groups:  # takes effect from the next step on
+                group["lr"] *= self.args.lr_decay
+            if self.is_main:
+                print(f"learning rate x{self.args.lr_decay:g} -> "
+                      f"{self.args.lr * self.state['lr_scale']:.3g}", file=sys.stderr)
 
     def _save_best(self, meta: dict):
         with torch.random.fork_rng(devices=[]):  # building a model must not move the RNG
