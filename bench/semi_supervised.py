@@ -3,16 +3,20 @@
 For each demo-data seed: `mtt demo-data` -> `mtt split --format msd` -> `mtt preprocess`; then
 for each training seed: train the teacher, pseudo-label the student set with it, train a KD
 student (smaller) and a KE student (teacher-sized) on labeled + pseudo-labeled songs, and
-evaluate all three on the test split. Every model gets the same recipe and the same budget and
-early-stopping rule (steps per epoch, epoch limit, patience, best epoch by validation loss);
-the teacher is the baseline, run side by side. Prints every run, mean ± std per model over all
-runs, and the paired student - teacher differences.
+evaluate all three on the test split (and on valid, the split a recipe may be chosen on).
+Every model gets the same steps per epoch, epoch limit and early-stopping rule (best epoch by
+validation loss) and, as in noisy-student training (Xie et al. 2020, algorithm 1), the same
+noise: mel-domain input noise, dropout, stochastic depth, and the same crops per step: a
+student's batch of `--batch-size` is half labeled, half pseudo-labeled (`--student-batch-size`
+gives students bigger batches, i.e. more compute than the teacher, which flatters them). The
+teacher is the baseline, run side by side. Prints every run, mean ± std per
+model over all runs, and the paired student - teacher differences.
 
 Generated data and runs go to --work (reused when present: demo data and mel shards are only
 built once per demo seed). The default recipe is the workflow's CPU demo recipe trained to
 convergence: an epoch limit (150) that no model reaches, so that early stopping (patience 10 on
 the validation loss) ends every run; `--max-epochs 10 --patience 4` gives the workflow's short
-demo budget. About 15 CPU-minutes per training seed on the development machine.
+demo budget. About 25 CPU-minutes per training seed on the development machine.
 
 Last line: teacher_roc_auc=... kd_roc_auc=... ke_roc_auc=... (means) teacher_pr_auc=...
 kd_pr_auc=... ke_pr_auc=... kd_gain_roc_auc=... ke_gain_roc_auc=... kd_gain_pr_auc=...
@@ -54,10 +58,16 @@ def parse_args():
     p.add_argument("--ke", type=size, default=(8, 64), help="KE student C/D (default C8/D64)")
     p.add_argument("--heads", type=int, default=4, help="attention heads of every model")
     p.add_argument("--crop-seconds", type=float, default=3.0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--student-batch-size", type=int,
+                   help="students' batch, labeled and pseudo-labeled crops together (default: "
+                   "--batch-size, the teacher's crops per step)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--lr-decay", type=float, default=1.0,
+                   help="learning-rate factor on a validation plateau (1: constant rate)")
+    p.add_argument("--lr-patience", type=int, default=3)
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--valid-chunks", type=int, default=2)
     p.add_argument("--eval-chunks", type=int, default=6)
@@ -66,6 +76,12 @@ def parse_args():
     p.add_argument("--noise-prob", type=float, default=0.5)
     p.add_argument("--student-dropout", type=float, default=0.1)
     p.add_argument("--student-drop-path", type=float, default=0.1)
+    p.add_argument("--teacher-noise", default="specaugment,gain,mixup,shift",
+                   help="input noise of the teacher's own training (noisy student, step 1)")
+    p.add_argument("--teacher-dropout", type=float, default=0.1)
+    p.add_argument("--teacher-drop-path", type=float, default=0.1)
+    p.add_argument("--label-blend", type=float, default=0.0,
+                   help="students: labeled targets blended with the teacher's predictions")
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--jobs", type=int, default=2,
                    help="training-seed chains run at once, one CPU thread each")
@@ -76,6 +92,7 @@ def parse_args():
     args.seeds = args.seeds or ([0] if quick else [0, 1, 2])
     args.max_epochs = args.max_epochs or (2 if quick else 150)
     args.steps_per_epoch = args.steps_per_epoch or (4 if quick else 16)
+    args.student_batch_size = args.student_batch_size or args.batch_size
     return args
 
 
@@ -106,15 +123,18 @@ def prepare_demo(work: Path, demo_seed: int, size_name: str) -> Path:
     return root
 
 
-def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None = None):
+def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None = None,
+          labeled_of: Path | None = None):
     split, mels = root / "split", root / "mels"
     command = ["train", "--train", str(split / "train.tsv"), "--valid", str(split / "valid.tsv"),
                "--tags", str(split / "tags.txt"), "--mels", str(mels / "train.h5"),
                str(mels / "valid.h5"), "--out", str(out),
                "--conv-channels", str(c_d[0]), "--width", str(c_d[1]), "--heads", str(args.heads),
-               "--crop-seconds", str(args.crop_seconds), "--batch-size", str(args.batch_size),
+               "--crop-seconds", str(args.crop_seconds),
+               "--batch-size", str(args.student_batch_size if student_of else args.batch_size),
                "--lr", str(args.lr), "--max-epochs", str(args.max_epochs),
                "--patience", str(args.patience), "--steps-per-epoch", str(args.steps_per_epoch),
+               "--lr-decay", str(args.lr_decay), "--lr-patience", str(args.lr_patience),
                "--valid-chunks", str(args.valid_chunks), "--seed", str(seed), "--device", "cpu",
                "--threads", "1"]
     if student_of is not None:
@@ -122,15 +142,22 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                     str(mels / "student.h5"), "--noise", args.noise,
                     "--noise-prob", str(args.noise_prob), "--dropout", str(args.student_dropout),
                     "--drop-path", str(args.student_drop_path)]
+        if labeled_of is not None:
+            command += ["--labeled-pseudo-labels", str(labeled_of),
+                        "--label-blend", str(args.label_blend)]
+    else:
+        command += ["--noise", args.teacher_noise, "--noise-prob", str(args.noise_prob),
+                    "--dropout", str(args.teacher_dropout),
+                    "--drop-path", str(args.teacher_drop_path)]
     check(mtt(command), f"train {out}")
     return out / "best.ckpt"
 
 
-def evaluate(args, root: Path, checkpoint: Path, out: Path) -> dict:
+def evaluate(args, root: Path, checkpoint: Path, out: Path, split: str = "test") -> dict:
     if not (out / "metrics.json").exists():
         check(mtt(["evaluate", "--checkpoint", str(checkpoint), "--tracks",
-                   str(root / "split" / "test.tsv"), "--tags", str(root / "split" / "tags.txt"),
-                   "--mels", str(root / "mels" / "test.h5"), "--out", str(out),
+                   str(root / "split" / f"{split}.tsv"), "--tags", str(root / "split" / "tags.txt"),
+                   "--mels", str(root / "mels" / f"{split}.h5"), "--out", str(out),
                    "--chunks", str(args.eval_chunks), "--bootstrap", str(args.bootstrap),
                    "--device", "cpu", "--threads", "1"]), f"evaluate {checkpoint}")
     metrics = json.loads((out / "metrics.json").read_text())
@@ -139,21 +166,55 @@ def evaluate(args, root: Path, checkpoint: Path, out: Path) -> dict:
             "best_epoch": meta["best_epoch"], "epochs": meta["epochs_run"]}
 
 
-def run_chain(args, root: Path, tag: str, demo_seed: int, seed: int) -> dict:
-    """Teacher -> pseudo-labels -> KD and KE students for one training seed."""
+def shared_key(args) -> str:
+    return (f"{args.size}_h{args.heads}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
+            f"e{args.max_epochs}_s{args.steps_per_epoch}_p{args.patience}_v{args.valid_chunks}"
+            + (f"_decay{args.lr_decay}x{args.lr_patience}" if args.lr_decay < 1 else ""))
+
+
+def teacher_key(args) -> str:
+    """Runs are cached by what determines them: a teacher by the shared and teacher settings,
+    students additionally by the student settings (so student variants reuse their teacher)."""
+    return (f"{shared_key(args)}_t{args.teacher[0]}x{args.teacher[1]}_{args.teacher_noise}_"
+            f"{args.noise_prob}_{args.teacher_dropout}_{args.teacher_drop_path}")
+
+
+def student_key(args) -> str:
+    return (f"kd{args.kd[0]}x{args.kd[1]}_ke{args.ke[0]}x{args.ke[1]}_{args.noise}_"
+            f"{args.noise_prob}_{args.student_dropout}_{args.student_drop_path}_"
+            f"pl{args.pseudo_chunks}_blend{args.label_blend}"
+            + (f"_b{args.student_batch_size}" if args.student_batch_size != args.batch_size else ""))
+
+
+def pseudo_label(args, teacher: Path, mels: Path, out: Path) -> Path:
+    check(mtt(["pseudo-label", "--checkpoint", str(teacher), "--mels", str(mels),
+               "--out", str(out), "--chunks", str(args.pseudo_chunks), "--device", "cpu",
+               "--threads", "1"]), "pseudo-label")
+    return out
+
+
+def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
+    """Teacher -> pseudo-labels -> KD and KE students for one training seed; every model is
+    evaluated on test (the figures reported) and valid (for choosing a recipe)."""
     torch.set_num_threads(1)
-    runs = root / "runs" / tag / f"seed{seed}"
+    teacher_runs = root / "runs" / teacher_key(args) / f"seed{seed}"
+    student_runs = teacher_runs / student_key(args)
     row = {"demo_seed": demo_seed, "seed": seed}
-    teacher = train(args, root, runs / "teacher", seed, args.teacher)
-    row["teacher"] = evaluate(args, root, teacher, runs / "teacher" / "test")
-    labels = runs / "pseudo_labels.h5"
-    check(mtt(["pseudo-label", "--checkpoint", str(teacher), "--mels",
-               str(root / "mels" / "student.h5"), "--out", str(labels),
-               "--chunks", str(args.pseudo_chunks), "--device", "cpu", "--threads", "1"]),
-          "pseudo-label")
+    teacher = train(args, root, teacher_runs / "teacher", seed, args.teacher)
+    checkpoints = {"teacher": (teacher, teacher_runs / "teacher")}
+    labels = pseudo_label(args, teacher, root / "mels" / "student.h5",
+                          teacher_runs / f"pseudo_labels_c{args.pseudo_chunks}.h5")
+    labeled = None
+    if args.label_blend > 0:
+        labeled = pseudo_label(args, teacher, root / "mels" / "train.h5",
+                               teacher_runs / f"train_predictions_c{args.pseudo_chunks}.h5")
     for name in ("kd", "ke"):
-        checkpoint = train(args, root, runs / name, seed, getattr(args, name), labels)
-        row[name] = evaluate(args, root, checkpoint, runs / name / "test")
+        out = student_runs / name
+        checkpoints[name] = (train(args, root, out, seed, getattr(args, name), labels, labeled), out)
+    for model, (checkpoint, out) in checkpoints.items():
+        row[model] = evaluate(args, root, checkpoint, out / f"test_c{args.eval_chunks}")
+        row[model]["valid"] = evaluate(args, root, checkpoint, out / f"valid_c{args.eval_chunks}",
+                                       "valid")
     print("run demo_seed={demo_seed} seed={seed}: ".format(**row) + "  ".join(
         f"{m} roc={row[m]['roc_auc']:.4f} pr={row[m]['pr_auc']:.4f} "
         f"(best epoch {row[m]['best_epoch']}/{row[m]['epochs']})" for m in MODELS),
@@ -171,17 +232,17 @@ def main():
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
               f"{args.batch_size}, lr {args.lr}, {args.steps_per_epoch} steps/epoch, <= "
-              f"{args.max_epochs} epochs, patience {args.patience}; student noise {args.noise} "
+              f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
+              f"{args.lr_patience} epochs without progress; student noise {args.noise} "
               f"p={args.noise_prob}, dropout {args.student_dropout}, drop-path "
-              f"{args.student_drop_path}")
+              f"{args.student_drop_path}, label blend {args.label_blend}; teacher noise "
+              f"{args.teacher_noise}, dropout {args.teacher_dropout}, drop-path "
+              f"{args.teacher_drop_path}")
     print(f"recipe: {recipe}", file=sys.stderr)
-    tag = (f"{args.size}_t{args.teacher[0]}x{args.teacher[1]}_kd{args.kd[0]}x{args.kd[1]}_"
-           f"ke{args.ke[0]}x{args.ke[1]}_h{args.heads}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
-           f"e{args.max_epochs}_s{args.steps_per_epoch}_p{args.patience}_{args.noise}_"
-           f"{args.noise_prob}_{args.student_dropout}_{args.student_drop_path}")
+    tag = f"{teacher_key(args)}_{student_key(args)}"
     roots = {demo_seed: prepare_demo(args.work, demo_seed, args.size)
              for demo_seed in args.demo_seeds}
-    chains = [(args, roots[d], tag, d, seed) for d in args.demo_seeds for seed in args.seeds]
+    chains = [(args, roots[d], d, seed) for d in args.demo_seeds for seed in args.seeds]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run_chain, *zip(*chains)))
     (args.work / f"results_{tag}.json").write_text(json.dumps(results, indent=1))
@@ -203,6 +264,11 @@ def main():
             summary[f"{model}_wins_{metric}"] = f"{wins}/{len(gains)}"
             print(f"{model} - teacher {metric}: {m:+.4f} ± {s:.4f} (student better in "
                   f"{wins}/{len(gains)} runs)")
+    for metric in ("roc_auc", "pr_auc"):
+        print(f"valid macro {metric}: " + "  ".join(
+            "{} {:.4f} ± {:.4f}".format(model, *mean_std([r[model]["valid"][metric]
+                                                          for r in results]))
+            for model in MODELS))
     for demo_seed in args.demo_seeds:
         rows = [r for r in results if r["demo_seed"] == demo_seed]
         print(f"demo seed {demo_seed}: " + "  ".join(
