@@ -26,7 +26,13 @@ def test_logmel_matches_published_front_end():
     mel = LogMel()(waveform[None]).numpy()
     expected = reference("clip_logmel.npy")
     assert mel.shape == expected.shape == (1, 128, num_frames(len(waveform)))
-    assert np.abs(mel - expected).max() <= 1e-3
+    error = np.abs(mel - expected)
+    below_peak = expected.max() - expected  # dB under the clip's loudest bin
+    assert error[below_peak <= 60].max() <= 1e-3
+    # Far below the peak, float32 FFT rounding (an amplitude error of ~1e-7 of the peak's, which
+    # differs between CPUs) dominates: ~0.004 dB at 88 dB down on an Intel Xeon, against the
+    # reference computed elsewhere. Allow that rounding on top of 1e-3 dB.
+    assert (error <= 1e-3 + 1e-6 * 10 ** (below_peak / 20)).all()
 
 
 @pytest.mark.parametrize("shape", [(22050 * 3 + 17,), (3, 5000), (2, 2, 4000), (1, 600)])
