@@ -68,6 +68,8 @@ def parse_args():
     p.add_argument("--lr-decay", type=float, default=1.0,
                    help="learning-rate factor on a validation plateau (1: constant rate)")
     p.add_argument("--lr-patience", type=int, default=3)
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="every model validated and kept as a moving average of its weights")
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--valid-chunks", type=int, default=2)
     p.add_argument("--eval-chunks", type=int, default=6)
@@ -135,6 +137,7 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                "--lr", str(args.lr), "--max-epochs", str(args.max_epochs),
                "--patience", str(args.patience), "--steps-per-epoch", str(args.steps_per_epoch),
                "--lr-decay", str(args.lr_decay), "--lr-patience", str(args.lr_patience),
+               "--ema-decay", str(args.ema_decay),
                "--valid-chunks", str(args.valid_chunks), "--seed", str(seed), "--device", "cpu",
                "--threads", "1"]
     if student_of is not None:
@@ -169,7 +172,8 @@ def evaluate(args, root: Path, checkpoint: Path, out: Path, split: str = "test")
 def shared_key(args) -> str:
     return (f"{args.size}_h{args.heads}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
             f"e{args.max_epochs}_s{args.steps_per_epoch}_p{args.patience}_v{args.valid_chunks}"
-            + (f"_decay{args.lr_decay}x{args.lr_patience}" if args.lr_decay < 1 else ""))
+            + (f"_decay{args.lr_decay}x{args.lr_patience}" if args.lr_decay < 1 else "")
+            + (f"_ema{args.ema_decay}" if args.ema_decay > 0 else ""))
 
 
 def teacher_key(args) -> str:

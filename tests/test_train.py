@@ -140,7 +140,7 @@ def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher,
     for name in ("best.ckpt", "history.csv"):
         (out / name).write_bytes((teacher / name).read_bytes())
     payload = torch.load(teacher / "last.ckpt", weights_only=False)
-    for key in ("lr_decay", "lr_patience", "label_blend"):
+    for key in ("lr_decay", "lr_patience", "label_blend", "ema_decay"):
         del payload["identity"][key]
     for key in ("lr_scale", "plateau"):
         del payload["state"][key]
@@ -287,6 +287,23 @@ def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tm
     assert "--labeled-pseudo-labels" in capsys.readouterr().err
 
 
+def test_ema_weights_are_the_ones_validated_and_kept(toy, tmp_path):
+    """--ema-decay: best.ckpt holds the moving average of the weights (the model that was
+    validated), not the raw weights of the last step; the average resumes from last.ckpt."""
+    out = tmp_path / "ema"
+    assert main(train_args(toy, out, "--max-epochs", "1", "--steps-per-epoch", "3",
+                           "--ema-decay", "0.5")) == 0
+    last = torch.load(out / "last.ckpt", weights_only=False)
+    best = torch.load(out / "best.ckpt", weights_only=True)["state_dict"]
+    assert int(last["ema"]["n_averaged"]) == 3
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k != "n_averaged"}
+    assert averaged.keys() == best.keys() == last["model"].keys()
+    assert all(torch.equal(best[k], averaged[k]) for k in best)
+    weights = [k for k, v in best.items() if v.is_floating_point() and "running" not in k]
+    assert any(not torch.equal(best[k], last["model"][k]) for k in weights)
+    assert main(train_args(toy, out, "--max-epochs", "1", "--steps-per-epoch", "3")) == 2
+
+
 def test_resnet_trains_a_few_steps(toy, tmp_path):
     out = tmp_path / "resnet"
     args = ["train", "--train", str(toy / "train.tsv"), "--valid", str(toy / "valid.tsv"),
@@ -316,7 +333,7 @@ def test_bad_split_file_is_named(toy, tmp_path, capsys):
 
 
 def _final_weights(folder: Path):
-    return torch.load(folder / "last.ckpt", weights_only=False)["model"]
+    return torch.load(folder / "last.ckpt", weights_only=False)
 
 
 def test_resume_after_sigkill_reaches_the_same_weights(toy, pseudo_labels, tmp_path):
@@ -324,7 +341,8 @@ def test_resume_after_sigkill_reaches_the_same_weights(toy, pseudo_labels, tmp_p
     uninterrupted run (noise, dropout, stochastic depth and data order all restored)."""
     student = ["--pseudo-labels", str(pseudo_labels), "--unlabeled-mels", str(toy / "unlabeled.h5"),
                "--drop-path", "0.1", "--max-epochs", "4", "--patience", "50",
-               "--steps-per-epoch", "6", "--lr-decay", "0.5", "--lr-patience", "1"]
+               "--steps-per-epoch", "6", "--lr-decay", "0.5", "--lr-patience", "1",
+               "--ema-decay", "0.9"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mtt.cli"]
     straight = tmp_path / "straight"
@@ -348,10 +366,11 @@ def test_resume_after_sigkill_reaches_the_same_weights(toy, pseudo_labels, tmp_p
                    capture_output=True)
 
     assert len(read_history(killed)) == 4
-    a, b = _final_weights(straight), _final_weights(killed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for part in ("model", "ema"):
+        a, b = _final_weights(straight)[part], _final_weights(killed)[part]
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (part, key)
     assert read_history(straight)[-1]["valid_loss"] == read_history(killed)[-1]["valid_loss"]
 
 

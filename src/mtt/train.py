@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -44,11 +45,12 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_
 # limit, patience, workers or device, may change between attempts).
 RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
                 "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
-                "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience", "label_blend"]
+                "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience", "label_blend",
+                "ema_decay"]
 
 
 # Settings added after last.ckpt files were first written: an older file ran with these values.
-IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0}
+IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "a lower validation loss (default 1: a constant rate)")
     opt.add_argument("--lr-patience", type=int, default=3,
                      help="epochs without a lower validation loss before the rate decays")
+    opt.add_argument("--ema-decay", type=float, default=0.0,
+                     help="validate and keep an exponential moving average of the weights, "
+                          "updated every step with this decay (e.g. 0.98); default 0: the raw "
+                          "weights")
     opt.add_argument("--max-epochs", type=int, default=200)
     opt.add_argument("--patience", type=int, default=40,
                      help="stop after this many epochs without a lower validation loss")
@@ -131,6 +137,8 @@ def check_options(args) -> None:
         raise ValueError("--unlabeled-mels needs --pseudo-labels")
     if not 0.0 < args.lr_decay <= 1.0:
         raise ValueError("--lr-decay must be in (0, 1]")
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise ValueError("--ema-decay must be in [0, 1)")
     if not 0.0 <= args.label_blend <= 1.0:
         raise ValueError("--label-blend must be in [0, 1]")
     if args.label_blend > 0 and not args.labeled_pseudo_labels:
@@ -228,7 +236,7 @@ class Trainer:
             "noise": list(self.noise_kinds), "noise_prob": args.noise_prob,
             "warmup_steps": args.warmup_steps, "lr_decay": args.lr_decay,
             "lr_patience": args.lr_patience if args.lr_decay < 1 else None,
-            "label_blend": args.label_blend,
+            "label_blend": args.label_blend, "ema_decay": args.ema_decay,
         }
         self._build_data()
         self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_epoch": -1,
@@ -244,6 +252,9 @@ class Trainer:
         if self.world > 1:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        # --ema-decay: the averaged weights are the ones validated, kept and saved as best.ckpt
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay),
+                                  use_buffers=True) if args.ema_decay > 0 else None)
         self.best_weights = None  # CPU copy of the best epoch's weights, also kept in last.ckpt
         self.inputs = input_files_stamp(args)
 
@@ -305,6 +316,7 @@ class Trainer:
             "state": self.state,
             "model": self.model.state_dict(),
             "best_model": self.best_weights,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {
@@ -363,6 +375,8 @@ class Trainer:
             raise ValueError(f"{self.last_path}: left by a run with other settings ({changed}); "
                              "use another --out or delete the folder to start over")
         self.model.load_state_dict(payload["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(payload["ema"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = {"lr_scale": 1.0, "plateau": 0, **payload["state"]}
@@ -444,7 +458,7 @@ class Trainer:
                 self.state.update(best_valid_loss=valid_loss, best_epoch=epoch + 1,
                                   epochs_since_best=0)
                 self.best_weights = {k: v.detach().cpu().clone()
-                                     for k, v in self.model.state_dict().items()}
+                                     for k, v in self.validated_model.state_dict().items()}
             else:
                 self.state["epochs_since_best"] += 1
             self._decay_on_plateau(improved)
@@ -498,6 +512,10 @@ class Trainer:
         best.load_state_dict(self.best_weights)
         save_checkpoint(self.best_path, best, self.tags, meta)
 
+    @property
+    def validated_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
     def _train_epoch(self, epoch: int) -> float:
         self.ddp_model.train()
         self.noise.train()
@@ -537,10 +555,12 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return float(loss.detach())
 
     def _validate(self) -> dict:
-        probs = predict_songs(self.model, self.valid_store, self.valid_ids, self.device,
+        probs = predict_songs(self.validated_model, self.valid_store, self.valid_ids, self.device,
                               chunks=self.args.valid_chunks, frames=self.frames,
                               batch_size=max(self.args.batch_size, self.args.valid_chunks))
         labels = self.valid_labels
