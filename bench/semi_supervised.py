@@ -13,10 +13,13 @@ teacher is the baseline, run side by side. Prints every run, mean ± std per
 model over all runs, and the paired student - teacher differences.
 
 Generated data and runs go to --work (reused when present: demo data and mel shards are only
-built once per demo seed). The default recipe is the workflow's CPU demo recipe trained to
-convergence: an epoch limit (150) that no model reaches, so that early stopping (patience 10 on
-the validation loss) ends every run; `--max-epochs 10 --patience 4` gives the workflow's short
-demo budget. About 25 CPU-minutes per training seed on the development machine.
+built once per demo seed). The default recipe (M in docs/NOISY_STUDENT.md) is the workflow's CPU
+demo models trained to convergence: 64 steps per epoch, an epoch limit (150) that no model
+reaches, so that early stopping (patience 10 on the validation loss) ends every run, and every
+model validated and kept as an exponential moving average of its weights (decay 0.99 per step).
+`--steps-per-epoch 16 --ema-decay 0` gives recipe F, `--max-epochs 10 --patience 4
+--steps-per-epoch 16 --ema-decay 0` the workflow's short demo budget. About 45 CPU-minutes per
+training seed on the development machine.
 
 Last line: teacher_roc_auc=... kd_roc_auc=... ke_roc_auc=... (means) teacher_pr_auc=...
 kd_pr_auc=... ke_pr_auc=... kd_gain_roc_auc=... ke_gain_roc_auc=... kd_gain_pr_auc=...
@@ -68,8 +71,9 @@ def parse_args():
     p.add_argument("--lr-decay", type=float, default=1.0,
                    help="learning-rate factor on a validation plateau (1: constant rate)")
     p.add_argument("--lr-patience", type=int, default=3)
-    p.add_argument("--ema-decay", type=float, default=0.0,
-                   help="every model validated and kept as a moving average of its weights")
+    p.add_argument("--ema-decay", type=float, default=0.99,
+                   help="every model validated and kept as a moving average of its weights, "
+                   "updated every step (0: the raw weights)")
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--valid-chunks", type=int, default=2)
     p.add_argument("--eval-chunks", type=int, default=6)
@@ -93,7 +97,7 @@ def parse_args():
     args.demo_seeds = args.demo_seeds or ([0] if quick else [0, 1])
     args.seeds = args.seeds or ([0] if quick else [0, 1, 2])
     args.max_epochs = args.max_epochs or (2 if quick else 150)
-    args.steps_per_epoch = args.steps_per_epoch or (4 if quick else 16)
+    args.steps_per_epoch = args.steps_per_epoch or (4 if quick else 64)
     args.student_batch_size = args.student_batch_size or args.batch_size
     return args
 
@@ -237,8 +241,8 @@ def main():
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
               f"{args.batch_size}, lr {args.lr}, {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
-              f"{args.lr_patience} epochs without progress; student noise {args.noise} "
-              f"p={args.noise_prob}, dropout {args.student_dropout}, drop-path "
+              f"{args.lr_patience} epochs without progress, weight EMA {args.ema_decay}; "
+              f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, drop-path "
               f"{args.student_drop_path}, label blend {args.label_blend}; teacher noise "
               f"{args.teacher_noise}, dropout {args.teacher_dropout}, drop-path "
               f"{args.teacher_drop_path}")
