@@ -18,8 +18,8 @@ demo models trained to convergence: 64 steps per epoch, an epoch limit (150) tha
 reaches, so that early stopping (patience 10 on the validation loss) ends every run, and every
 model validated and kept as an exponential moving average of its weights (decay 0.99 per step).
 `--steps-per-epoch 16 --ema-decay 0` gives recipe F, `--max-epochs 10 --patience 4
---steps-per-epoch 16 --ema-decay 0` the workflow's short demo budget. About 45 CPU-minutes per
-training seed on the development machine.
+--steps-per-epoch 16 --ema-decay 0` the workflow's short demo budget. 25-45 CPU-minutes per
+training seed on the development machine, two run at once.
 
 Last line: teacher_roc_auc=... kd_roc_auc=... ke_roc_auc=... (means) teacher_pr_auc=...
 kd_pr_auc=... ke_pr_auc=... kd_gain_roc_auc=... ke_gain_roc_auc=... kd_gain_pr_auc=...
@@ -242,8 +242,8 @@ def main():
               f"{args.batch_size}, lr {args.lr}, {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
               f"{args.lr_patience} epochs without progress, weight EMA {args.ema_decay}; "
-              f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, drop-path "
-              f"{args.student_drop_path}, label blend {args.label_blend}; teacher noise "
+              f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, "
+              f"drop-path {args.student_drop_path}, label blend {args.label_blend}; teacher noise "
               f"{args.teacher_noise}, dropout {args.teacher_dropout}, drop-path "
               f"{args.teacher_drop_path}")
     print(f"recipe: {recipe}", file=sys.stderr)
