@@ -34,9 +34,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from mtt.cli import main as mtt
+from mtt.demo_data import TAGS, make_catalogue, observe_all
 
 MODELS = ("teacher", "kd", "ke")
 SPLITS = ("train", "valid", "test", "student")
@@ -88,6 +91,15 @@ def parse_args():
     p.add_argument("--teacher-drop-path", type=float, default=0.1)
     p.add_argument("--label-blend", type=float, default=0.0,
                    help="students: labeled targets blended with the teacher's predictions")
+    p.add_argument("--labeled-share", type=float, default=1.0,
+                   help="train on this share of the labeled train artists (drawn once per demo "
+                   "seed); the others' songs are left out, so fewer labels face the same "
+                   "unlabeled pool")
+    p.add_argument("--oracle", action="store_true",
+                   help="measure the regime before any student exists: a supervised model with "
+                   "the teacher's recipe on the labeled train songs plus the student songs "
+                   "labeled by the demo generator's own observation process, vs the teacher, "
+                   "on the validation split")
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--jobs", type=int, default=2,
                    help="training-seed chains run at once, one CPU thread each")
@@ -99,6 +111,8 @@ def parse_args():
     args.max_epochs = args.max_epochs or (2 if quick else 150)
     args.steps_per_epoch = args.steps_per_epoch or (4 if quick else 64)
     args.student_batch_size = args.student_batch_size or args.batch_size
+    if not 0 < args.labeled_share <= 1:
+        p.error("--labeled-share must be in (0, 1]")
     return args
 
 
@@ -130,11 +144,12 @@ def prepare_demo(work: Path, demo_seed: int, size_name: str) -> Path:
 
 
 def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None = None,
-          labeled_of: Path | None = None):
+          labeled_of: Path | None = None, train_tsv: Path | None = None, extra_mels=()):
     split, mels = root / "split", root / "mels"
-    command = ["train", "--train", str(split / "train.tsv"), "--valid", str(split / "valid.tsv"),
+    train_tsv = train_tsv or labeled_train(root, args.labeled_share)
+    command = ["train", "--train", str(train_tsv), "--valid", str(split / "valid.tsv"),
                "--tags", str(split / "tags.txt"), "--mels", str(mels / "train.h5"),
-               str(mels / "valid.h5"), "--out", str(out),
+               str(mels / "valid.h5"), *map(str, extra_mels), "--out", str(out),
                "--conv-channels", str(c_d[0]), "--width", str(c_d[1]), "--heads", str(args.heads),
                "--crop-seconds", str(args.crop_seconds),
                "--batch-size", str(args.student_batch_size if student_of else args.batch_size),
@@ -160,6 +175,39 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
     return out / "best.ckpt"
 
 
+def labeled_train(root: Path, share: float) -> Path:
+    """The train split, or `share` of its artists (all their songs), drawn once per demo seed."""
+    full = root / "split" / "train.tsv"
+    if share >= 1:
+        return full
+    out = root / "split" / f"train_share{share:g}.tsv"
+    if not out.exists():
+        table = pd.read_csv(full, sep="\t", dtype=str, keep_default_na=False)
+        artists = np.array(sorted(table["artist_id"].unique()))
+        keep = np.random.default_rng(0).permutation(artists)[:max(1, round(share * len(artists)))]
+        table[table["artist_id"].isin(set(keep))].to_csv(out, sep="\t", index=False)
+    return out
+
+
+def oracle_train(root: Path, demo_seed: int, share: float) -> Path:
+    """The labeled train songs plus every student song labeled the way the generator labels a
+    tagged artist's songs (its Last.fm-like observation noise on the true tags): what perfect
+    access to the tagging process would give the unlabeled songs."""
+    out = root / "split" / f"oracle_train_share{share:g}.tsv"
+    if not out.exists():
+        meta = json.loads((root / "raw" / "demo.json").read_text())
+        artists, songs = make_catalogue(demo_seed, meta["songs"])
+        observed = observe_all(songs, artists, demo_seed)
+        student = pd.read_csv(root / "split" / "student.tsv", sep="\t", dtype=str,
+                              keep_default_na=False)
+        student["tags"] = [";".join(t for t in TAGS if t in observed.get(track, ()))
+                           for track in student["track_id"]]
+        labeled = pd.read_csv(labeled_train(root, share), sep="\t", dtype=str,
+                              keep_default_na=False)
+        pd.concat([labeled, student]).to_csv(out, sep="\t", index=False)
+    return out
+
+
 def evaluate(args, root: Path, checkpoint: Path, out: Path, split: str = "test") -> dict:
     if not (out / "metrics.json").exists():
         check(mtt(["evaluate", "--checkpoint", str(checkpoint), "--tracks",
@@ -174,7 +222,8 @@ def evaluate(args, root: Path, checkpoint: Path, out: Path, split: str = "test")
 
 
 def shared_key(args) -> str:
-    return (f"{args.size}_h{args.heads}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
+    return (f"{args.size}" + (f"_share{args.labeled_share:g}" if args.labeled_share < 1 else "")
+            + f"_h{args.heads}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
             f"e{args.max_epochs}_s{args.steps_per_epoch}_p{args.patience}_v{args.valid_chunks}"
             + (f"_decay{args.lr_decay}x{args.lr_patience}" if args.lr_decay < 1 else "")
             + (f"_ema{args.ema_decay}" if args.ema_decay > 0 else ""))
@@ -210,6 +259,19 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
     row = {"demo_seed": demo_seed, "seed": seed}
     teacher = train(args, root, teacher_runs / "teacher", seed, args.teacher)
     checkpoints = {"teacher": (teacher, teacher_runs / "teacher")}
+    if args.oracle:
+        oracle = train(args, root, teacher_runs / "oracle", seed, args.teacher,
+                       train_tsv=oracle_train(root, demo_seed, args.labeled_share),
+                       extra_mels=[root / "mels" / "student.h5"])
+        checkpoints = {**checkpoints, "oracle": (oracle, teacher_runs / "oracle")}
+        for model, (checkpoint, out) in checkpoints.items():
+            row[model] = {"valid": evaluate(args, root, checkpoint,
+                                            out / f"valid_c{args.eval_chunks}", "valid")}
+        print("oracle run demo_seed={demo_seed} seed={seed}: ".format(**row) + "  ".join(
+            f"{m} valid roc={row[m]['valid']['roc_auc']:.4f} pr={row[m]['valid']['pr_auc']:.4f} "
+            f"(best epoch {row[m]['valid']['best_epoch']}/{row[m]['valid']['epochs']})"
+            for m in checkpoints), file=sys.stderr, flush=True)
+        return row
     labels = pseudo_label(args, teacher, root / "mels" / "student.h5",
                           teacher_runs / f"pseudo_labels_c{args.pseudo_chunks}.h5")
     labeled = None
@@ -253,9 +315,13 @@ def main():
     chains = [(args, roots[d], d, seed) for d in args.demo_seeds for seed in args.seeds]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run_chain, *zip(*chains)))
-    (args.work / f"results_{tag}.json").write_text(json.dumps(results, indent=1))
+    (args.work / f"results_{tag}{'_oracle' if args.oracle else ''}.json").write_text(
+        json.dumps(results, indent=1))
 
     minutes = (time.perf_counter() - started) / 60
+    if args.oracle:
+        report_oracle(args, results, recipe, minutes)
+        return
     print(f"\n{len(results)} runs ({len(args.demo_seeds)} demo seeds x {len(args.seeds)} "
           f"training seeds), demo size {args.size}; {recipe}")
     summary = {}
@@ -285,6 +351,26 @@ def main():
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in summary.items())
           + f" runs={len(results)} minutes={minutes:.1f}")
+
+
+def report_oracle(args, results, recipe, minutes):
+    """Validation headroom of the oracle over the teacher: mean, std and wins over runs."""
+    print(f"\n{len(results)} oracle runs ({len(args.demo_seeds)} demo seeds x {len(args.seeds)} "
+          f"training seeds), demo size {args.size}, labeled share {args.labeled_share:g}; {recipe}")
+    summary = {}
+    for metric in ("roc_auc", "pr_auc"):
+        for model in ("teacher", "oracle"):
+            m, s = mean_std([r[model]["valid"][metric] for r in results])
+            summary[f"{model}_valid_{metric}"] = m
+            print(f"{model:8s} valid macro {metric}: {m:.4f} ± {s:.4f}")
+        gains = [r["oracle"]["valid"][metric] - r["teacher"]["valid"][metric] for r in results]
+        m, s = mean_std(gains)
+        summary[f"headroom_{metric}"] = m
+        summary[f"oracle_wins_{metric}"] = f"{sum(g > 0 for g in gains)}/{len(gains)}"
+        print(f"oracle - teacher valid {metric}: {m:+.4f} ± {s:.4f}")
+    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in summary.items())
+          + f" labeled_share={args.labeled_share:g} runs={len(results)} minutes={minutes:.1f}")
 
 
 if __name__ == "__main__":
