@@ -7,7 +7,9 @@ one of each per model; a model is named by the folder that holds its file
 `summary.tsv`: one row per model with macro ROC-AUC and PR-AUC, their bootstrap intervals, the
 number of test songs and the length of training. `comparison.tsv` (optional): the comparison of
 the paper, one row per model family (and noisy-student round) and metric, one column per training
-method: supervised, noisy student KD, noisy student KE, ...
+method: supervised, noisy student KD, noisy student KE, ..., and per student the paired
+difference student - supervised with its bootstrap interval over the same resampled test songs
+(from the models' `predictions.h5`), so a gain can be told from test-set noise.
 """
 import argparse
 import json
@@ -15,15 +17,19 @@ import re
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pandas as pd
+import torch
 
 from .atomic import atomic_path
+from .metrics import paired_difference
 
 SUMMARY_COLUMNS = [
     "model", "family", "method", "round",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high",
     "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high",
-    "n_songs", "n_tags", "prediction", "epochs", "best_epoch", "train_minutes",
+    "n_songs", "n_tags", "prediction", "epochs", "best_epoch", "train_minutes", "stopped",
 ]
 FAMILY_NAMES = {"transformer": "Music Tagging Transformer", "resnet": "ResNet"}
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
@@ -35,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metrics.json of each model (model name = its folder)")
     parser.add_argument("--histories", nargs="*", type=Path, default=[],
                         help="history.csv of each model (model name = its folder)")
+    parser.add_argument("--checkpoints", nargs="*", type=Path, default=[],
+                        help="best.ckpt of each model, for why its training stopped")
+    parser.add_argument("--predictions", nargs="*", type=Path, default=[],
+                        help="predictions.h5 of each model (`mtt evaluate`), for the paired "
+                        "student - supervised intervals of the comparison")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="resamples of the paired intervals (0: none)")
     parser.add_argument("--out", required=True, type=Path, help="summary table (TSV)")
     parser.add_argument("--comparison", type=Path,
                         help="also write the supervised vs noisy-student comparison (TSV)")
@@ -42,8 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     try:
-        summary = summarize(args.metrics, args.histories)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+        summary = summarize(args.metrics, args.histories, args.checkpoints)
+        predictions = {Path(p).parent.name: read_predictions(p) for p in args.predictions}
+        comparison = comparison_table(summary, predictions, args.bootstrap)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as err:
         print(f"mtt summarize: error: {err}", file=sys.stderr)
         return 2
     with atomic_path(args.out) as tmp:
@@ -51,7 +66,7 @@ def run(args) -> int:
     print(summary[["model", "roc_auc", "pr_auc"]].to_string(index=False), file=sys.stderr)
     if args.comparison:
         with atomic_path(args.comparison) as tmp:
-            comparison_table(summary).to_csv(tmp, sep="\t", index=False)
+            comparison.to_csv(tmp, sep="\t", index=False)
     return 0
 
 
@@ -68,8 +83,9 @@ def describe_model(name: str) -> dict:
     return {"family": "other", "method": name, "round": 0}
 
 
-def summarize(metrics_paths, history_paths) -> pd.DataFrame:
+def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame:
     histories = {Path(p).parent.name: Path(p) for p in history_paths}
+    checkpoints = {Path(p).parent.name: Path(p) for p in checkpoint_paths}
     rows = []
     for path in metrics_paths:
         path = Path(path)
@@ -90,6 +106,8 @@ def summarize(metrics_paths, history_paths) -> pd.DataFrame:
         row["prediction"] = metrics.get("prediction")
         if model in histories:
             row.update(training_length(histories[model]))
+        if model in checkpoints:
+            row["stopped"] = stop_reason(checkpoints[model])
         rows.append(row)
     if len({row["model"] for row in rows}) != len(rows):
         raise ValueError("two metrics files belong to models of the same name")
@@ -111,25 +129,83 @@ def training_length(history_path: Path) -> dict:
     }
 
 
-def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows: model family (and round beyond the first) x metric; columns: training methods.
+def stop_reason(checkpoint: Path) -> str:
+    """Why training ended, as `mtt train` recorded it in the checkpoint's metadata."""
+    try:
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise ValueError(f"{checkpoint}: not a readable checkpoint ({err})") from None
+    meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
+    return meta.get("stopped", "not recorded")
+
+
+def read_predictions(path: Path) -> dict:
+    """track_id -> row, probs and labels of one model's `predictions.h5`."""
+    try:
+        with h5py.File(path, "r") as f:
+            tracks = [t.decode() if isinstance(t, bytes) else str(t) for t in f["track_id"][:]]
+            probs, labels = f["probs"][:], f["labels"][:]
+    except (OSError, KeyError) as err:
+        raise ValueError(f"{path}: not a predictions file of `mtt evaluate` ({err})") from None
+    if probs.shape != labels.shape or probs.ndim != 2 or len(tracks) != len(probs):
+        raise ValueError(f"{path}: track_id, probs {probs.shape} and labels {labels.shape} "
+                         "disagree")
+    return {"path": path, "tracks": tracks, "probs": probs, "labels": labels}
+
+
+def paired_cells(student: dict, supervised: dict, n_resamples: int) -> dict:
+    """`+0.0123 [-0.0040, +0.0290]` per metric: student - supervised on the same songs."""
+    if sorted(student["tracks"]) != sorted(supervised["tracks"]):
+        raise ValueError(f"{student['path']} and {supervised['path']}: not the same test songs")
+    # the songs in the supervised model's order, so every student is resampled alike
+    order = {t: i for i, t in enumerate(student["tracks"])}
+    rows = np.array([order[t] for t in supervised["tracks"]])
+    if not np.array_equal(student["labels"][rows], supervised["labels"]):
+        raise ValueError(f"{student['path']} and {supervised['path']}: labels differ")
+    diff = paired_difference(supervised["labels"], student["probs"][rows], supervised["probs"],
+                             n_resamples=max(n_resamples, 1))
+    cells = {}
+    for metric, entry in diff.items():
+        cells[metric] = (f"{entry['difference']:+.4f}" if n_resamples == 0 else
+                         f"{entry['difference']:+.4f} [{entry['ci_low']:+.4f}, "
+                         f"{entry['ci_high']:+.4f}]")
+    return cells
+
+
+def comparison_table(summary: pd.DataFrame, predictions: dict | None = None,
+                     n_resamples: int = 1000) -> pd.DataFrame:
+    """Rows: model family (and round beyond the first) x metric; columns: training methods,
+    then `<method> - supervised` per student method where both models' predictions are given.
 
     Cells read `score [ci_low, ci_high]`; empty where a model was not trained.
     """
+    predictions = predictions or {}
     methods = ["supervised"] + sorted(m for m in summary["method"].unique() if m != "supervised")
+    paired = [f"{m} - supervised" for m in methods[1:]]
     rows = []
     known = summary[summary["family"] != "other"]
     for (family, round_), group in _family_rounds(known):
         label = FAMILY_NAMES.get(family, family)
         if round_ > 1:
             label = f"{label}, round {round_}"
+        supervised = group[group["method"] == "supervised"]
+        differences = {}
+        if len(supervised) and supervised.iloc[0]["model"] in predictions:
+            base = predictions[supervised.iloc[0]["model"]]
+            for _, student in group[group["method"] != "supervised"].iterrows():
+                if student["model"] in predictions:
+                    differences[student["method"]] = paired_cells(
+                        predictions[student["model"]], base, n_resamples)
         for metric, metric_name in METRIC_NAMES.items():
             row = {"model": label, "metric": metric_name}
             for method in methods:
                 match = group[group["method"] == method]
                 row[method] = _cell(match.iloc[0], metric) if len(match) else ""
+            for method in methods[1:]:
+                row[f"{method} - supervised"] = differences.get(method, {}).get(metric, "")
             rows.append(row)
-    return pd.DataFrame(rows, columns=["model", "metric"] + methods)
+    columns = ["model", "metric"] + methods + (paired if predictions else [])
+    return pd.DataFrame(rows).reindex(columns=columns)
 
 
 def _family_rounds(summary: pd.DataFrame):

@@ -37,6 +37,10 @@ rule summarize:
     input:
         evaluations=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=all_models()),
         histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=all_models()),
+        checkpoints=expand(f"{RESULTS}/models/{{model}}/best.ckpt", model=all_models()),
+        predictions=expand(
+            f"{RESULTS}/evaluation/{{model}}/predictions.h5", model=all_models()
+        ),
     output:
         summary=report(
             f"{RESULTS}/evaluation/summary.tsv",
@@ -50,6 +54,8 @@ rule summarize:
             category="Results",
             labels={"table": "supervised vs noisy student"},
         ),
+    params:
+        bootstrap=config["evaluate"]["bootstrap"],
     log:
         log_path("summarize"),
     benchmark:
@@ -61,7 +67,9 @@ rule summarize:
         "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli summarize --metrics {input.evaluations} --histories {input.histories}"
-        " --out {output.summary} --comparison {output.comparison} > {log} 2>&1"
+        " --checkpoints {input.checkpoints} --predictions {input.predictions}"
+        " --bootstrap {params.bootstrap} --out {output.summary} --comparison {output.comparison}"
+        " > {log} 2>&1"
 
 
 PLOTS = {
