@@ -8,7 +8,8 @@ import pytest
 import soundfile
 
 from mtt import cli
-from mtt.demo_data import SIZES, TAGS, generate, make_catalogue, observed_tags, render_song
+from mtt.demo_data import (SIZES, TAGS, generate, make_catalogue, observe_all, observed_tags,
+                           render_song)
 from mtt.split import read_split_table
 
 N_SONGS = 24  # enough to check the files; label statistics use the catalogue at full size
@@ -136,3 +137,15 @@ def test_refuses_to_replace_a_folder_that_is_not_demo_data(tmp_path, capsys):
     assert cli.main(["demo-data", "--out", str(tmp_path / "mine"), "--songs", "2"]) == 2
     assert "not a demo dataset" in capsys.readouterr().err
     assert (tmp_path / "mine" / "precious.txt").exists()
+
+
+def test_observe_all_labels_every_artist_with_the_same_noise():
+    artists, songs = make_catalogue(0, SIZES["default"]["songs"])
+    observed = observe_all(songs, artists, seed=0)
+    assert 0.85 <= len(observed) / len(songs) <= 0.95  # a tagged artist's songs: 90 % tagged
+    truth = {s.track_id: set(s.true_tags()) for s in songs}
+    pairs = [(t, g) for t, tags in observed.items() for g in tags]
+    assert set(g for _, g in pairs) <= set(TAGS)
+    precision = sum(g in truth[t] for t, g in pairs) / len(pairs)
+    assert 0.7 < precision < 0.99  # as noisy as the labeled songs' tags
+    assert observe_all(songs, artists, seed=0) == observed  # deterministic

@@ -58,11 +58,33 @@ def stage_resources(stage, gpu=False):
     }
     if gpu:
         if res.get("gpu", 0) > 0:
-            resources["gpu"] = res["gpu"]
+            processes = res.get("processes", 1)
+            resources["gpu"] = res["gpu"] * processes
+            if processes > 1:  # one SLURM job, `threads` CPUs for each GPU's process
+                resources["cpus_per_gpu"] = max(1, res["threads"] // res["gpu"])
         for key in ("gpu_model", "gres"):
             if key in res:
                 resources[key] = res[key]
     return resources
+
+
+def train_processes():
+    return config["resources"]["train"].get("processes", 1)
+
+
+def train_threads():
+    """CPU threads of a training job: `threads` for each of its processes."""
+    return config["resources"]["train"]["threads"] * train_processes()
+
+
+def train_command():
+    """`mtt train`, or with `resources.train.processes` > 1 the same under torchrun (DDP, one
+    process per GPU or, on CPU, gloo); each process gets `resources.train.threads` threads."""
+    processes = train_processes()
+    if processes == 1:
+        return "python -m mtt.cli train"
+    return (f"OMP_NUM_THREADS={config['resources']['train']['threads']} "
+            f"torchrun --standalone --nproc-per-node {processes} -m mtt.cli train")
 
 
 # ---- models ------------------------------------------------------------------------------

@@ -15,18 +15,20 @@ rule train_teacher:
         out=lambda wildcards, output: Path(output.best).parent,
         options=train_options("teacher"),
         device=config["device"],
+        command=train_command(),
+        threads=config["resources"]["train"]["threads"],
     log:
         log_path("train_teacher"),
     benchmark:
         benchmark_path("train_teacher")
-    threads: config["resources"]["train"]["threads"]
+    threads: train_threads()
     resources:
         **stage_resources("train", gpu=True),
     retries: config["retries"]
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
+        "{params.command} --fresh-unless-interrupted --threads {params.threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
@@ -45,18 +47,20 @@ rule train_resnet_teacher:
         out=lambda wildcards, output: Path(output.best).parent,
         options=train_options("resnet_teacher") if "resnet_teacher" in supervised_models() else "",
         device=config["device"],
+        command=train_command(),
+        threads=config["resources"]["train"]["threads"],
     log:
         log_path("train_resnet_teacher"),
     benchmark:
         benchmark_path("train_resnet_teacher")
-    threads: config["resources"]["train"]["threads"]
+    threads: train_threads()
     resources:
         **stage_resources("train", gpu=True),
     retries: config["retries"]
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
+        "{params.command} --fresh-unless-interrupted --threads {params.threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --out {params.out} {params.options} --device {params.device}"
         " > {log} 2>&1"
@@ -102,18 +106,20 @@ rule train_student:
         out=lambda wildcards, output: Path(output.best).parent,
         options=lambda wildcards: train_options(wildcards.student),
         device=config["device"],
+        command=train_command(),
+        threads=config["resources"]["train"]["threads"],
     log:
         log_path("train_student", "{student}"),
     benchmark:
         benchmark_path("train_student", "{student}")
-    threads: config["resources"]["train"]["threads"]
+    threads: train_threads()
     resources:
         **stage_resources("train", gpu=True),
     retries: config["retries"]
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli train --fresh-unless-interrupted --threads {threads}"
+        "{params.command} --fresh-unless-interrupted --threads {params.threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
         " --out {params.out} {params.options} --device {params.device}"
