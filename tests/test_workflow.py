@@ -306,7 +306,11 @@ def test_tiny_workflow_runs_every_stage(tiny_run):
     assert (summary["epochs"] == 2).all()
     comparison = pd.read_csv(results / "evaluation" / "comparison.tsv", sep="\t")
     assert list(comparison.columns) == ["model", "metric", "supervised", "noisy student KD",
-                                        "noisy student KE"]
+                                        "noisy student KE", "noisy student KD - supervised",
+                                        "noisy student KE - supervised"]
+    assert comparison["noisy student KE - supervised"].str.match(
+        r"^[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]$").all()
+    assert summary["stopped"].str.startswith("reached --max-epochs 2").all()
     for name in plots.FIGURES:
         assert (results / "report" / f"{name}.png").stat().st_size > 1000
     # every job left a log and a benchmark
