@@ -23,7 +23,9 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
+    from mtt import __version__
     parser = argparse.ArgumentParser(prog="mtt", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mtt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
