@@ -171,8 +171,12 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
         command += ["--noise", args.teacher_noise, "--noise-prob", str(args.noise_prob),
                     "--dropout", str(args.teacher_dropout),
                     "--drop-path", str(args.teacher_drop_path)]
+    best = out / "best.ckpt"
+    if best.exists() and "stopped" in torch.load(best, map_location="cpu",
+                                                 weights_only=True)["meta"]:
+        return best  # a finished run (its last.ckpt may predate the current format)
     check(mtt(command), f"train {out}")
-    return out / "best.ckpt"
+    return best
 
 
 def labeled_train(root: Path, share: float) -> Path:

@@ -50,7 +50,7 @@ def test_tiny_teacher_trains_with_two_gloo_processes(tmp_path):
     overlay = tmp_path / "ddp.yaml"
     overlay.write_text(TWO_PROCESSES)
     work = tmp_path / "run"
-    snakemake("--cores", "2", "--configfile", TINY, overlay, "results/models/teacher/best.ckpt",
+    snakemake("results/models/teacher/best.ckpt", "--cores", "2", "--configfile", TINY, overlay,
               workdir=work, timeout=900)
     history = pd.read_csv(work / "results" / "models" / "teacher" / "history.csv")
     assert len(history) == 2  # tiny.yaml: 2 epochs
