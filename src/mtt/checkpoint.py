@@ -43,18 +43,70 @@ def load_checkpoint(path, map_location="cpu"):
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint not found") from None
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        model = build_model(payload["kind"], **payload["config"])
-        model.load_state_dict(payload["state_dict"])
-        info = {k: payload[k] for k in ("kind", "config", "tags", "frontend", "meta")}
-        info["format"] = FORMAT
-    elif isinstance(payload, dict) and any(k.startswith("network.") for k in payload):
-        model, info = _load_published(path, payload)
-    else:
-        raise ValueError(f"{path}: neither an mtt checkpoint nor a published-layout state dict")
+    except Exception as err:  # noqa: BLE001 - whatever the file is: one line
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({one_line(err)})") from None
+    try:
+        if isinstance(payload, dict) and payload.get("format") == FORMAT:
+            model, info = _load_ours(payload)
+        elif isinstance(payload, dict) and any(isinstance(k, str) and k.startswith("network.")
+                                               for k in payload):
+            model, info = _load_published(path, payload)
+        else:
+            raise ValueError("neither an mtt checkpoint nor a published-layout state dict")
+    except ValueError as err:
+        message = str(err)
+        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    except Exception as err:  # noqa: BLE001 - wrong shapes, missing keys, wrong types
+        raise ValueError(f"{path}: inconsistent checkpoint ({type(err).__name__}: "
+                         f"{one_line(err)})") from None
     return model.eval(), info
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line; torch's six-line weights_only advice becomes one."""
+    text = str(err).strip()
+    if text.startswith("Weights only load failed"):
+        return "it holds Python objects beyond tensors and plain types, refused unread"
+    if isinstance(err, KeyError):
+        return f"missing {text}"
+    lines = text.splitlines()
+    return " ".join(lines[0].split())[:300] if lines else type(err).__name__
+
+
+def _load_ours(payload):
+    for key in ("kind", "config", "tags", "state_dict"):
+        if key not in payload:
+            raise ValueError(f"no {key!r} entry")
+    if not isinstance(payload["config"], dict) or not isinstance(payload["state_dict"], dict):
+        raise ValueError("'config' and 'state_dict' must be dicts")
+    tags = payload["tags"]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValueError("'tags' is not a list of tag names")
+    model = build_model(payload["kind"], **payload["config"])
+    if len(tags) != model.config["n_tags"]:
+        raise ValueError(f"{len(tags)} tag names for a model with {model.config['n_tags']} "
+                         "outputs")
+    _load_weights(model, payload["state_dict"])
+    info = {k: payload.get(k, {}) for k in ("kind", "config", "tags", "frontend", "meta")}
+    info["format"] = FORMAT
+    return model, info
+
+
+def _load_weights(model, state_dict):
+    """load_state_dict with its multi-line report cut to the first problem."""
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in ours]
+    if missing or unexpected:
+        raise ValueError(f"{len(missing)} missing and {len(unexpected)} unexpected weights "
+                         f"(e.g. {(missing or unexpected)[0]!r})")
+    for key, value in ours.items():
+        given = state_dict[key]
+        if not isinstance(given, torch.Tensor) or given.shape != value.shape:
+            shape = tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__
+            raise ValueError(f"weight {key!r} is {shape}, the config's model needs "
+                             f"{tuple(value.shape)}")
+    model.load_state_dict(state_dict)
 
 
 def published_config(state_dict) -> dict:
@@ -78,7 +130,7 @@ def _load_published(path, payload):
     state = {k: v for k, v in state.items() if not k.startswith("spec.")}
     config = published_config(state)
     model = build_model("transformer", **config)
-    model.load_state_dict(state)
+    _load_weights(model, state)
     n_tags = config["n_tags"]
     tags = list(MSD_TOP50) if n_tags == len(MSD_TOP50) else [f"tag_{i}" for i in range(n_tags)]
     info = {"kind": "transformer", "config": config, "tags": tags, "frontend": frontend_params(),

@@ -11,6 +11,7 @@ default, or train only with `--exclude-artists train`); every other unlabeled tr
 """
 import csv
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -125,17 +126,47 @@ def _artist_tag_counts(codes, labels, n_artists):
     return counts, np.bincount(codes, minlength=n_artists)
 
 
+class _IdArrayUnpickler(pickle.Unpickler):
+    """Unpickles an object array of strings and nothing else: the only globals it resolves are
+    the three numpy needs to rebuild an array, none of which runs code of the file's choosing."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it would load {module}.{name}")
+
+
 def _load_ids(path):
+    """A 1-D array of track IDs from `path`, never running code it holds: plain string arrays
+    load with allow_pickle=False; object arrays (a published split may be one) go through an
+    unpickler that builds numpy arrays of str/bytes only."""
     try:
-        ids = np.load(path, allow_pickle=False)
-    except ValueError as error:  # object arrays need pickle; accept them explicitly
-        ids = np.load(path, allow_pickle=True)
-        if ids.dtype != object:
-            raise DatasetError(path, f"not a track-ID array ({error})") from error
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            if not dtype.hasobject:
+                f.seek(0)
+                ids = np.load(f, allow_pickle=False)
+            else:
+                try:
+                    ids = _IdArrayUnpickler(f).load()
+                except Exception as error:  # noqa: BLE001 - whatever it holds, one line
+                    raise DatasetError(path, "an object array that is not plain track IDs "
+                                       f"(refused: {error})") from None
     except OSError as error:
-        raise DatasetError(path, f"not a numpy file ({error})") from error
-    if ids.ndim != 1:
-        raise DatasetError(path, f"expected a 1-D array of track IDs, got shape {ids.shape}")
+        raise DatasetError(path, f"not a numpy file ({error})") from None
+    except ValueError as error:
+        raise DatasetError(path, f"not a numpy file ({error})") from None
+    if not isinstance(ids, np.ndarray) or ids.ndim != 1:
+        shape = getattr(ids, "shape", type(ids).__name__)
+        raise DatasetError(path, f"expected a 1-D array of track IDs, got shape {shape}")
+    if ids.dtype.hasobject and not all(isinstance(i, (str, bytes)) for i in ids):
+        raise DatasetError(path, "an object array holding values other than track-ID strings")
     return np.array([i.decode() if isinstance(i, bytes) else str(i) for i in ids], dtype=object)
 
 
@@ -163,7 +194,10 @@ def import_published(folder, table, vocab, audio_ext="mp3"):
         ids[name] = _load_ids(path)
         binary_path = folder / f"{name}_binaries.npy"
         if binary_path.exists():
-            matrix = np.load(binary_path, allow_pickle=False)
+            try:
+                matrix = np.load(binary_path, allow_pickle=False)
+            except (OSError, ValueError) as error:
+                raise DatasetError(binary_path, f"not a numeric numpy file ({error})") from None
             if matrix.shape != (len(ids[name]), len(vocab)):
                 raise DatasetError(binary_path, f"shape {matrix.shape} does not match "
                                    f"{len(ids[name])} IDs x {len(vocab)} tags")

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .checkpoint import save_checkpoint
+from .checkpoint import one_line, save_checkpoint
 from .data import (LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets,
                    read_pseudo_labels, read_split)
 from .mel_store import MelStore
@@ -201,6 +201,18 @@ def input_files_stamp(args) -> list:
     return stamp
 
 
+def _numpy_state_plain(state: tuple) -> dict:
+    """np.random.get_state() with its key array as a tensor (weights_only loads it)."""
+    kind, keys, pos, has_gauss, gauss = state
+    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _numpy_state_tuple(state: dict) -> tuple:
+    return (state["kind"], state["keys"].numpy().astype(np.uint32), state["pos"],
+            state["has_gauss"], state["gauss"])
+
+
 class Trainer:
     def __init__(self, args):
         self.args = args
@@ -322,18 +334,42 @@ class Trainer:
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
+                "numpy": _numpy_state_plain(np.random.get_state()),
                 "python": random.getstate(),
                 "noise": self.noise.rng_state(),
             },
-        }
+        }  # tensors and plain types only: read back with torch.load(weights_only=True)
         with atomic_path(self.last_path) as tmp:
             torch.save(payload, tmp)
 
     def _load_last(self) -> dict | None:
+        """last.ckpt's payload, read with weights_only=True so that no file runs code.
+
+        A file that cannot be read that way (written by an mtt before this format, truncated,
+        or not ours) is an error of one line; with --fresh-unless-interrupted it is stale and
+        removed, like a finished run's."""
         if not self.last_path.exists():
             return None
-        return torch.load(self.last_path, map_location="cpu", weights_only=False)
+        try:
+            payload = torch.load(self.last_path, map_location="cpu", weights_only=True)
+            if not isinstance(payload, dict) or not {"identity", "state", "model",
+                                                     "rng"} <= payload.keys():
+                raise ValueError("not a last.ckpt of mtt train")
+        except Exception as err:  # noqa: BLE001 - any failure: one line, never a traceback
+            reason = one_line(err)
+            if self.args.fresh_unless_interrupted:
+                if self.world > 1:
+                    dist.barrier()
+                if self.is_main:
+                    print(f"{self.last_path}: not a resumable checkpoint ({reason}); "
+                          "starting over", file=sys.stderr)
+                    self.last_path.unlink(missing_ok=True)
+                if self.world > 1:
+                    dist.barrier()
+                return None
+            raise ValueError(f"{self.last_path}: not a resumable checkpoint ({reason}); "
+                             "delete it (or use --fresh-unless-interrupted) to start over") from None
+        return payload
 
     @staticmethod
     def _stored_identity(payload: dict) -> dict:
@@ -382,13 +418,17 @@ class Trainer:
         self.state = {"lr_scale": 1.0, "plateau": 0, **payload["state"]}
         self.best_weights = payload.get("best_model")
         if self.best_weights is None and self.best_path.exists():  # written by an older version
-            self.best_weights = torch.load(self.best_path, map_location="cpu",
-                                           weights_only=True)["state_dict"]
+            try:
+                self.best_weights = torch.load(self.best_path, map_location="cpu",
+                                               weights_only=True)["state_dict"]
+            except Exception as err:  # noqa: BLE001
+                raise ValueError(f"{self.best_path}: not a readable mtt checkpoint "
+                                 f"({one_line(err)})") from None
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
+        np.random.set_state(_numpy_state_tuple(rng["numpy"]))
         random.setstate(rng["python"])
         self.noise.set_rng_state(rng["noise"])
         return True

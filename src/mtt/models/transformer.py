@@ -124,6 +124,18 @@ class Transformer(nn.Module):
         return x
 
 
+def check_transformer_config(**sizes):
+    """One-line ValueError for sizes the transformer cannot be built with."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"transformer {name} must be a positive integer, not {value!r}")
+    if sizes["width"] % sizes["heads"]:
+        raise ValueError(f"transformer width {sizes['width']} is not divisible by "
+                         f"heads {sizes['heads']}")
+    if sizes["n_mels"] % 8:
+        raise ValueError(f"transformer n_mels {sizes['n_mels']} is not a multiple of 8")
+
+
 class MusicTaggingTransformer(nn.Module):
     """(batch, 128, frames) dB log-mel -> (batch, n_tags) logits."""
 
@@ -133,6 +145,8 @@ class MusicTaggingTransformer(nn.Module):
     def __init__(self, n_tags=50, conv_channels=128, width=256, layers=4, heads=8, dropout=0.1,
                  drop_path=0.0, max_len=512, n_mels=128):
         super().__init__()
+        check_transformer_config(n_tags=n_tags, conv_channels=conv_channels, width=width,
+                                 layers=layers, heads=heads, max_len=max_len, n_mels=n_mels)
         self.config = dict(n_tags=n_tags, conv_channels=conv_channels, width=width, layers=layers,
                            heads=heads, dropout=dropout, drop_path=drop_path, max_len=max_len,
                            n_mels=n_mels)

@@ -1,0 +1,159 @@
+"""Reliability and security (issue 18): no crafted file runs code, no race or kill publishes a
+wrong output, every bad input gets one clear line. docs/RELIABILITY.md lists each case with the
+test here that checks it."""
+import os
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from mtt.checkpoint import save_checkpoint
+from mtt.cli import main
+from mtt.data import read_pseudo_labels
+from mtt.models import build_model
+from test_train import TOY_TAGS, make_toy, train_args
+
+
+class CodeRunner:
+    """Unpickling this writes `marker`: what a crafted file would do instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('code ran')",))
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "error" in line.lower()]
+
+
+def assert_one_clear_line(err: str, *names):
+    assert "Traceback" not in err, err
+    errors = error_lines(err)
+    assert len(errors) == 1, err
+    for name in names:
+        assert str(name) in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy(tmp_path_factory.mktemp("toy"), n_train=8, n_valid=8, n_test=8,
+                    n_unlabeled=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("transformer", len(TOY_TAGS), conv_channels=4, width=16, layers=1, heads=2)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    save_checkpoint(path, model, TOY_TAGS, meta={"training": {"crop_frames": 44}})
+    return path
+
+
+# ------------------------------------------------------------------ no crafted file runs code
+
+def test_planted_last_ckpt_does_not_run_code(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    marker = tmp_path / "marker"
+    torch.save({"identity": CodeRunner(marker), "state": {}, "model": {}, "rng": {}},
+               out / "last.ckpt")
+    assert main(train_args(toy, out, "--max-epochs", "1")) == 2
+    line = assert_one_clear_line(capsys.readouterr().err, out / "last.ckpt")
+    assert "not a resumable checkpoint" in line and "\n" not in line
+    assert not marker.exists()
+
+
+def test_planted_last_ckpt_is_stale_for_the_workflow(toy, tmp_path, capsys):
+    """--fresh-unless-interrupted (the workflow path): the file is removed, training starts
+    over, and the code never runs."""
+    out = tmp_path / "run"
+    out.mkdir()
+    marker = tmp_path / "marker"
+    torch.save({"identity": CodeRunner(marker)}, out / "last.ckpt")
+    assert main(train_args(toy, out, "--max-epochs", "1", "--fresh-unless-interrupted")) == 0
+    err = capsys.readouterr().err
+    assert "not a resumable checkpoint" in err and "starting over" in err
+    assert not marker.exists()
+    payload = torch.load(out / "last.ckpt", weights_only=True)  # what it writes loads safely
+    assert payload["state"]["epoch"] == 1
+
+
+def test_planted_best_ckpt_does_not_run_code(toy, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    planted = tmp_path / "best.ckpt"
+    torch.save({"format": "mtt-checkpoint", "state_dict": CodeRunner(marker)}, planted)
+    code = main(["evaluate", "--checkpoint", str(planted), "--tracks", str(toy / "test.tsv"),
+                 "--tags", str(toy / "tags.txt"), "--mels", str(toy / "labeled.h5"),
+                 "--out", str(tmp_path / "eval"), "--device", "cpu"])
+    assert code == 2
+    line = assert_one_clear_line(capsys.readouterr().err, planted)
+    assert "Weights only" not in line
+    assert not marker.exists()
+
+
+def test_planted_split_ids_do_not_run_code(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    published = tmp_path / "published"
+    published.mkdir()
+    for name in ("train", "valid", "test"):
+        np.save(published / f"{name}_ids.npy", np.array([f"TR{name}AAAAAAAAAA"]))
+    planted = published / "student_ids.npy"
+    np.save(planted, np.array([CodeRunner(marker), "TRBBBBB128F1234567"], dtype=object),
+            allow_pickle=True)
+    assert main(["split", "--published", str(published), "--out", str(tmp_path / "s")]) == 2
+    line = assert_one_clear_line(capsys.readouterr().err, planted)
+    assert "refused" in line
+    assert not marker.exists()
+    assert not (tmp_path / "s" / "train.tsv").exists()
+
+
+def test_object_array_of_ids_still_imports(tmp_path):
+    """A published split saved as an object array of strings loads, without unpickling any
+    callable beyond numpy's array rebuilding."""
+    published = tmp_path / "published"
+    published.mkdir()
+    for name in ("train", "valid", "test"):
+        np.save(published / f"{name}_ids.npy", np.array([f"TR{name}AAAAAAAAAA", f"TR{name}B"],
+                                                        dtype=object), allow_pickle=True)
+    assert main(["split", "--published", str(published), "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "train.tsv").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("planted_as", ["pickle", "torch"])
+def test_planted_pseudo_labels_and_predictions_do_not_run_code(tmp_path, planted_as):
+    """Pseudo-label and prediction files are HDF5, read with h5py: a pickle in their place is
+    not a readable file, and nothing in it runs."""
+    marker = tmp_path / "marker"
+    planted = tmp_path / "pseudo.h5"
+    if planted_as == "pickle":
+        planted.write_bytes(pickle.dumps(CodeRunner(marker)))
+    else:
+        torch.save(CodeRunner(marker), planted)
+    with pytest.raises(ValueError, match="not a pseudo-label shard"):
+        read_pseudo_labels([planted], TOY_TAGS)
+    from mtt.plots import _count_songs
+    with pytest.raises(OSError):
+        _count_songs(planted)
+    assert not marker.exists()
+
+
+def test_every_numpy_and_torch_load_refuses_pickles():
+    """Source check: no reader can fall back to unpickling."""
+    src = Path(__file__).resolve().parents[1] / "src" / "mtt"
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        assert "allow_pickle=True" not in text, path
+        assert "weights_only=False" not in text, path
+        for call in ("np.load(", "torch.load("):
+            start = 0
+            while (at := text.find(call, start)) >= 0:
+                end = text.find(")", at)
+                keyword = "allow_pickle=False" if call == "np.load(" else "weights_only=True"
+                assert keyword in text[at:end + 40], f"{path}: {text[at:end + 1]}"
+                start = at + 1
