@@ -1,0 +1,268 @@
+"""The Python API: `mtt.Tagger`, a checkpoint (ours or the published layout) that tags audio.
+
+    import mtt
+    tagger = mtt.Tagger.from_checkpoint("teacher.ckpt")
+    tagger.tag("song.mp3", top_k=5)           # {tag: probability} for the whole song
+    tagger.taggram("song.mp3")                # per-chunk probabilities with chunk start times
+    tagger.embed("song.mp3")                  # song embedding and per-chunk embeddings
+
+A song is cut into consecutive chunks of the model's training crop (10 s for the transformer),
+the last one aligned to the song's end; a song of at most one chunk is one pass over the whole
+input. The song's probabilities (and embedding) are the mean over its chunks. Chunks are computed
+from the waveform one at a time (bounded memory for long files) and chunks of several songs
+share batches. Inputs are file paths or arrays (mono `(samples,)` or multi-channel
+`(channels, samples)` / `(samples, channels)`) at any sample rate (`sample_rate`, default
+22,050 Hz); channels are averaged.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+import torch.nn.functional as F
+
+from .audio import AudioError, load_audio
+from .checkpoint import load_checkpoint
+from .frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, SAMPLE_RATE, LogMel, num_frames, seconds_to_frames
+
+MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels are padded
+DB_FLOOR = -100.0
+MIN_SAMPLES = N_FFT // 2 + 1  # the centred STFT's reflect padding needs more than 512 samples
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class SongOutput:
+    """One song's chunks: start times (s), sigmoid outputs and embeddings, one row per chunk."""
+    starts: np.ndarray        # (chunks,) seconds
+    probs: np.ndarray         # (chunks, n_tags)
+    embeddings: np.ndarray    # (chunks, dim)
+
+    @property
+    def song_probs(self) -> np.ndarray:
+        return self.probs.mean(0)
+
+    @property
+    def song_embedding(self) -> np.ndarray:
+        return self.embeddings.mean(0)
+
+
+def to_waveform(audio, sample_rate=None, name="array") -> np.ndarray:
+    """A path or an array at any rate, mono or multi-channel -> mono float32 at 22,050 Hz.
+    Raises AudioError for what cannot be tagged."""
+    if isinstance(audio, (str, Path)):
+        wave = load_audio(audio)
+        name = str(audio)
+    else:
+        if isinstance(audio, torch.Tensor):
+            audio = audio.detach().cpu().numpy()
+        wave = np.asarray(audio, dtype=np.float32)
+        if wave.ndim == 2:  # channels on the shorter axis
+            wave = wave.mean(axis=0 if wave.shape[0] <= wave.shape[1] else 1)
+        elif wave.ndim != 1:
+            raise AudioError(name, f"expected a 1-D or 2-D waveform, got shape {wave.shape}")
+        if not np.isfinite(wave).all():
+            raise AudioError(name, "non-finite samples (NaN or infinity)")
+        rate = SAMPLE_RATE if sample_rate is None else int(sample_rate)
+        if rate <= 0:
+            raise AudioError(name, f"sample rate must be positive, not {sample_rate}")
+        if rate != SAMPLE_RATE and wave.size:
+            wave = soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ")
+        wave = np.ascontiguousarray(wave, dtype=np.float32)
+    if wave.size < MIN_SAMPLES:
+        raise AudioError(name, f"too short to tag ({wave.size} samples at {SAMPLE_RATE} Hz; "
+                               f"at least {MIN_SAMPLES} needed)")
+    return wave
+
+
+def chunk_starts(n_frames: int, chunk: int) -> list[int]:
+    """Starts of consecutive chunks covering n_frames; the last one ends at the song's end."""
+    if n_frames <= chunk:
+        return [0]
+    starts = list(range(0, n_frames - chunk + 1, chunk))
+    if starts[-1] + chunk < n_frames:
+        starts.append(n_frames - chunk)
+    return starts
+
+
+class Tagger:
+    """A model, its tag names and how to cut songs into chunks."""
+
+    def __init__(self, model, tags, *, device="cpu", precision="float32", chunk_seconds=None,
+                 batch_size=16, info=None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device}: CUDA is not available on this machine")
+        self.model = model.to(self.device).eval()
+        self.tags = list(tags)
+        self.info = info or {}
+        self.precision = precision
+        self.batch_size = int(batch_size)
+        self.chunk_frames = seconds_to_frames(chunk_seconds or model.default_crop_seconds)
+        self.logmel = LogMel().to(self.device)
+
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu", precision="float32", **kwargs) -> "Tagger":
+        """Load an mtt checkpoint or a published-layout file (`network.*` keys)."""
+        model, info = load_checkpoint(path, map_location="cpu")
+        return cls(model, info["tags"], device=device, precision=precision, info=info, **kwargs)
+
+    # --- public calls -------------------------------------------------------------------------
+    def tag(self, audio, sample_rate=None, top_k=None):
+        """{tag: probability} for the whole song, highest first (`top_k` of them, or all).
+        A list of inputs gives a list of dicts (their chunks share batches)."""
+        def one(out):
+            probs = out.song_probs
+            keep = np.argsort(-probs, kind="stable")[: top_k or len(probs)]
+            return {self.tags[t]: float(probs[t]) for t in keep}
+        return self._map(audio, sample_rate, one)
+
+    def taggram(self, audio, sample_rate=None):
+        """(chunk start times in seconds (chunks,), probabilities (chunks, n_tags)) per song;
+        columns follow `self.tags`."""
+        return self._map(audio, sample_rate, lambda out: (out.starts, out.probs))
+
+    def embed(self, audio, sample_rate=None):
+        """(song embedding (dim,), per-chunk embeddings (chunks, dim)) per song. The embedding
+        is the transformer's CLS output before the head (the resnet's penultimate layer); the
+        song's is the mean over its chunks."""
+        return self._map(audio, sample_rate, lambda out: (out.song_embedding, out.embeddings))
+
+    def outputs(self, items, sample_rate=None):
+        """Yield (index, SongOutput or AudioError) for every input, in order. Paths are decoded
+        two ahead in a background thread; one song's failure does not stop the others."""
+        pending = []   # (song index, chunk index, mel (128, frames))
+        songs = {}     # index -> [starts, probs list, emb list, chunks left]
+        order = deque()
+
+        def flush(batch):
+            for (i, c, _), p, e in zip(batch, *self._forward([m for _, _, m in batch])):
+                songs[i][1][c], songs[i][2][c] = p, e
+                songs[i][3] -= 1
+
+        def ready():
+            while order and (isinstance(songs[order[0]], Exception) or songs[order[0]][3] == 0):
+                i = order.popleft()
+                song = songs.pop(i)
+                if isinstance(song, Exception):
+                    yield i, song
+                else:
+                    yield i, SongOutput(song[0], np.stack(song[1]), np.stack(song[2]))
+
+        for i, wave in self._waveforms(items, sample_rate):
+            order.append(i)
+            if isinstance(wave, Exception):
+                songs[i] = wave
+            else:
+                starts = self._starts(wave)
+                songs[i] = [np.array(starts, dtype=np.float64) * HOP_LENGTH / SAMPLE_RATE,
+                            [None] * len(starts), [None] * len(starts), len(starts)]
+                for c, start in enumerate(starts):
+                    pending.append((i, c, self._chunk_mel(wave, start)))
+                    if len(pending) >= self.batch_size:
+                        flush(pending)
+                        pending = []
+            yield from ready()
+        if pending:
+            flush(pending)
+        yield from ready()
+
+    # --- internals ----------------------------------------------------------------------------
+    def _map(self, audio, sample_rate, fn):
+        single = not isinstance(audio, (list, tuple))
+        items = [audio] if single else list(audio)
+        results = []
+        for _, out in self.outputs(items, sample_rate):
+            if isinstance(out, Exception):
+                raise out
+            results.append(fn(out))
+        return results[0] if single else results
+
+    def _waveforms(self, items, sample_rate):
+        def prepare(k):
+            item = items[k]
+            try:
+                return to_waveform(item, sample_rate, name=f"input {k}")
+            except AudioError as err:
+                return err
+            except Exception as err:  # an unexpected decoder failure must not stop the others
+                return AudioError(item if isinstance(item, (str, Path)) else f"input {k}",
+                                  f"{type(err).__name__}: {err}")
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = deque()
+            for k in range(len(items)):
+                futures.append(pool.submit(prepare, k))
+                if len(futures) > 2:
+                    yield k - 2, futures.popleft().result()
+            first = len(items) - len(futures)
+            for j, future in enumerate(futures):
+                yield first + j, future.result()
+
+    def _starts(self, wave) -> list[int]:
+        return chunk_starts(num_frames(wave.size), self.chunk_frames)
+
+    def _chunk_mel(self, wave, start) -> torch.Tensor:
+        """Mel frames [start, start + chunk) of the whole song's centred STFT, computed from the
+        samples they cover only (the same numbers as slicing the whole song's log-mel)."""
+        n = num_frames(wave.size)
+        frames = min(self.chunk_frames, n - start)
+        half = N_FFT // 2
+        lo, hi = start * HOP_LENGTH - half, (start + frames - 1) * HOP_LENGTH + half
+        seg = torch.from_numpy(wave[max(lo, 0): min(hi, wave.size)]).to(self.device)
+        left, right = max(0, -lo), max(0, hi - wave.size)
+        if left or right:  # the song's edges: reflect as the centred STFT does
+            seg = torch.cat([seg[1:left + 1].flip(0), seg, seg[-right - 1:-1].flip(0)]) if right else \
+                torch.cat([seg[1:left + 1].flip(0), seg])
+        spec = self.logmel.spec
+        windows = seg.unfold(-1, N_FFT, HOP_LENGTH) * spec.spectrogram.window
+        spectrum = torch.fft.rfft(windows)
+        power = spectrum.real.square() + spectrum.imag.square()
+        mel = (10.0 * torch.log10((power @ spec.mel_scale.fb).clamp_min(POWER_FLOOR))).T
+        if mel.shape[-1] < MIN_FRAMES:  # too short for the front end's pooling: pad with silence
+            mel = F.pad(mel, (0, MIN_FRAMES - mel.shape[-1]), value=DB_FLOOR)
+        return mel
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def _forward(self, mels):
+        """(probabilities, embeddings) as numpy rows for a list of mels; equal lengths batch."""
+        groups = {}
+        for k, m in enumerate(mels):
+            groups.setdefault(m.shape[-1], []).append(k)
+        probs, embs = [None] * len(mels), [None] * len(mels)
+        for ks in groups.values():
+            with self._autocast():
+                emb, logits = features(self.model, torch.stack([mels[k] for k in ks]))
+            for k, p, e in zip(ks, torch.sigmoid(logits.float()).cpu().numpy(), emb.float().cpu().numpy()):
+                probs[k], embs[k] = p, e
+        return probs, embs
+
+
+def features(model, mel):
+    """(embedding, logits) of a model on (batch, 128, frames) dB log-mel."""
+    if model.kind == "transformer":
+        x = model.frontend(mel.unsqueeze(1))
+        if x.shape[1] > model.config["max_len"]:
+            raise ValueError(f"input of {mel.shape[-1]} frames is longer than the model's "
+                             f"{model.max_frames}-frame positional table; use shorter chunks")
+        x = torch.cat([model.cls_token.expand(x.shape[0], 1, -1), x], dim=1)
+        x = model.dropout(x + model.pos_embedding[:, : x.shape[1]])
+        emb = model.transformer(x)[:, 0]
+        return emb, model.mlp_head(emb)
+    x = model.layers(model.spec_bn(mel.unsqueeze(1))).amax(dim=(2, 3))
+    emb = model.dropout(F.relu(model.bn(model.dense1(x))))
+    return emb, model.dense2(emb)
