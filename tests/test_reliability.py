@@ -157,3 +157,108 @@ def test_every_numpy_and_torch_load_refuses_pickles():
                 keyword = "allow_pickle=False" if call == "np.load(" else "weights_only=True"
                 assert keyword in text[at:end + 40], f"{path}: {text[at:end + 1]}"
                 start = at + 1
+
+
+# ------------------------------------------------- outputs published whole, by their writer
+
+def _write_many(path, byte, rounds, size):
+    from mtt.atomic import atomic_path
+    for _ in range(rounds):
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                for _ in range(size // 4096):
+                    f.write(bytes([byte]) * 4096)
+
+
+def test_two_concurrent_writers_never_publish_a_mixed_file(tmp_path):
+    import multiprocessing
+    path = tmp_path / "shard.h5"
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_write_many, args=(path, b, 30, 1 << 18)) for b in (1, 2)]
+    for w in writers:
+        w.start()
+    seen = 0
+    while any(w.is_alive() for w in writers):
+        if path.exists():
+            data = path.read_bytes()
+            assert len(data) == 1 << 18 and len(set(data)) == 1, "a mixed or partial file"
+            seen += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    data = path.read_bytes()
+    assert len(data) == 1 << 18 and len(set(data)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["shard.h5"]  # no temporary left
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_folder(out, tag, rounds, stop_at=None):
+    from mtt.atomic import atomic_dir
+    for i in range(rounds):
+        with atomic_dir(out) as tmp:
+            for name in ("train", "valid", "test"):
+                (tmp / f"{name}.tsv").write_text(f"{tag}\n" * 2000)
+                if stop_at is not None and i == stop_at and name == "valid":
+                    os.kill(os.getpid(), 9)  # kill -9 halfway through the folder
+
+
+def _folder_tags(out):
+    return {(out / f"{n}.tsv").read_text().split("\n", 1)[0] for n in ("train", "valid", "test")}
+
+
+def test_split_folder_is_replaced_as_one_unit_by_concurrent_writers(tmp_path):
+    import multiprocessing
+    out = tmp_path / "split"
+    (out).mkdir()
+    (out / "notes.txt").write_text("mine")
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_write_folder, args=(out, tag, 20)) for tag in ("a", "b")]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    assert len(_folder_tags(out)) == 1
+    assert (out / "notes.txt").read_text() == "mine"  # a file the writer did not write stays
+    assert [p.name for p in tmp_path.iterdir()] == ["split"]
+
+
+def test_kill_during_split_leaves_the_old_folder(tmp_path):
+    import multiprocessing
+    out = tmp_path / "split"
+    _write_folder(out, "old", 1)
+    context = multiprocessing.get_context("fork")
+    killed = context.Process(target=_write_folder, args=(out, "new", 1, 0))
+    killed.start()
+    killed.join()
+    assert killed.exitcode == -9
+    assert _folder_tags(out) == {"old"}
+
+
+def test_mtt_split_killed_midway_keeps_the_previous_split(tmp_path, monkeypatch):
+    """The real command: an error (or kill) after train.tsv is written publishes nothing."""
+    from mtt import split as split_module
+    published = tmp_path / "published"
+    published.mkdir()
+    for name in ("train", "valid", "test"):
+        np.save(published / f"{name}_ids.npy", np.array([f"TR{name}AAAAAAAAAA"]))
+    out = tmp_path / "s"
+    assert main(["split", "--published", str(published), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    np.save(published / "train_ids.npy", np.array(["TRtrainBBBBBBBBBB"]))
+
+    def fail(*args):
+        raise KeyboardInterrupt  # stands in for the kill, after train.tsv is written
+    monkeypatch.setattr(split_module, "_check_fields",
+                        lambda columns, calls=[]: calls.append(1) or (fail() if len(calls) > 1
+                                                                      else None))
+    with pytest.raises(KeyboardInterrupt):
+        main(["split", "--published", str(published), "--out", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["published", "s"]

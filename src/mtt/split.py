@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt.atomic import atomic_path
+from mtt.atomic import atomic_dir
 from mtt.datasets import FORMATS, DatasetError, TrackTable, join_tags, load_tracks
 from mtt.stratify import positive_rate_mad, stratified_split
 from mtt.tags import MSD_TOP50, read_tag_list
@@ -230,25 +230,22 @@ def import_published(folder, table, vocab, audio_ext="mp3"):
 
 
 def write_split(out, table: TrackTable, set_of_track, settings) -> dict:
-    """Write the split folder; returns the report."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the split folder as one unit (a temporary folder swapped in when complete, so a
+    kill never leaves a new train.tsv beside an old valid.tsv); returns the report."""
     tag_strings = join_tags(table.labels, table.tags)
     by_track_id = np.argsort(table.track_id.astype(str), kind="stable")
-    for name in SETS:
-        members = by_track_id[set_of_track[by_track_id] == name]
-        columns = [table.track_id[members], table.artist_id[members], table.path[members],
-                   tag_strings[members]]
-        _check_fields(columns)
-        with atomic_path(out / f"{name}.tsv") as tmp:
-            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    report = split_report(table, set_of_track, settings)
+    with atomic_dir(out) as tmp:
+        for name in SETS:
+            members = by_track_id[set_of_track[by_track_id] == name]
+            columns = [table.track_id[members], table.artist_id[members], table.path[members],
+                       tag_strings[members]]
+            _check_fields(columns)
+            with open(tmp / f"{name}.tsv", "w", encoding="utf-8", newline="\n") as f:
                 f.write("\t".join(COLUMNS) + "\n")
                 f.writelines("\t".join(row) + "\n" for row in zip(*columns))
-    with atomic_path(out / "tags.txt") as tmp:
-        tmp.write_text("".join(f"{t}\n" for t in table.tags), encoding="utf-8")
-    report = split_report(table, set_of_track, settings)
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        (tmp / "tags.txt").write_text("".join(f"{t}\n" for t in table.tags), encoding="utf-8")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
 
 
