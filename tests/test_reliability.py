@@ -262,3 +262,83 @@ def test_mtt_split_killed_midway_keeps_the_previous_split(tmp_path, monkeypatch)
         main(["split", "--published", str(published), "--out", str(out)])
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["published", "s"]
+
+
+# ------------------------------------------------------------------- readers validate
+
+def _tamper(path, how):
+    with h5py.File(path, "r+") as f:
+        mel = f["mel"][()]
+        offset = f["offset"][()]
+        if how == "int8":
+            del f["mel"]
+            f.create_dataset("mel", data=mel.astype(np.int8))
+        elif how == "1-D":
+            del f["mel"]
+            f.create_dataset("mel", data=mel.reshape(-1))
+        elif how == "unordered":
+            offset[1], offset[2] = offset[2], offset[1]
+            f["offset"][...] = offset
+        elif how == "last":
+            offset[-1] -= 3
+            f["offset"][...] = offset
+        elif how.startswith("no "):
+            del f[how[3:]]
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("int8", "'mel' is int8"), ("1-D", r"'mel' is float16 \(\d+,\)"), ("unordered", "not ascending"),
+    ("last", "the last offset"), ("no mel", "no 'mel'"), ("no offset", "no 'offset'"),
+    ("no track_id", "no 'track_id'")])
+def test_a_bad_shard_is_refused_naming_the_file(toy, tmp_path, capsys, how, reason, checkpoint):
+    from mtt.mel_store import MelStore
+    shard = tmp_path / "bad.h5"
+    shard.write_bytes((toy / "labeled.h5").read_bytes())
+    _tamper(shard, how)
+    with pytest.raises(ValueError, match=reason) as error:
+        MelStore([shard])
+    assert str(error.value).startswith(str(shard)) and "\n" not in str(error.value)
+    code = main(["evaluate", "--checkpoint", str(checkpoint), "--tracks", str(toy / "test.tsv"),
+                 "--tags", str(toy / "tags.txt"), "--mels", str(shard),
+                 "--out", str(tmp_path / "eval"), "--device", "cpu"])
+    assert code == 2
+    assert_one_clear_line(capsys.readouterr().err, shard)
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def _bad_checkpoint(path, how, checkpoint):
+    payload = torch.load(checkpoint, weights_only=True)
+    state = payload["state_dict"]
+    if how == "shapes":
+        state["mlp_head.1.weight"] = torch.zeros(3, 3)
+    elif how == "missing layer":
+        del state["mlp_head.1.weight"]
+    elif how == "no state_dict":
+        del payload["state_dict"]
+    elif how == "fewer tags":
+        payload["tags"] = payload["tags"][:2]
+    elif how == "heads":
+        payload["config"]["heads"] = 3
+    elif how == "published missing layer":
+        payload = {f"network.{k}": v for k, v in state.items() if "frontend" not in k}
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("shapes", "mlp_head.1.weight"), ("missing layer", "missing"),
+    ("no state_dict", "'state_dict'"), ("fewer tags", "2 tag names for a model with 4"),
+    ("heads", "not divisible by heads 3"), ("published missing layer", "inconsistent")])
+def test_a_bad_checkpoint_is_one_line_naming_the_file(tmp_path, checkpoint, how, reason):
+    from mtt.checkpoint import load_checkpoint
+    path = tmp_path / "bad.ckpt"
+    _bad_checkpoint(path, how, checkpoint)
+    with pytest.raises(ValueError, match=reason) as error:
+        load_checkpoint(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_width_not_divisible_by_heads_is_refused_by_mtt_train(toy, tmp_path, capsys):
+    args = train_args(toy, tmp_path / "run", "--max-epochs", "1")
+    args[args.index("--heads") + 1] = "3"
+    assert main(args) == 2
+    assert "width 16 is not divisible by heads 3" in assert_one_clear_line(capsys.readouterr().err)

@@ -160,9 +160,30 @@ def _read_index(path: str) -> tuple[list[str], np.ndarray]:
             if stored != expected:
                 raise ValueError(f"{path}: made with a different front end "
                                  f"({key}={stored!r}, this code uses {expected!r})")
-        track_ids = list(shard["track_id"].asstr()[()])
-        offsets = shard["offset"][()].astype(np.int64)
+        for key in ("mel", "offset", "track_id"):
+            if not isinstance(shard.get(key), h5py.Dataset):
+                raise ValueError(f"{path}: not a mel shard (no {key!r} dataset)")
+        mel, offset = shard["mel"], shard["offset"]
+        if mel.ndim != 2 or mel.shape[1] != N_MELS or mel.dtype.kind != "f":
+            raise ValueError(f"{path}: 'mel' is {mel.dtype} {mel.shape}; a shard's mel is "
+                             f"float (frames, {N_MELS})")
+        if offset.ndim != 1 or offset.dtype.kind not in "iu":
+            raise ValueError(f"{path}: 'offset' is {offset.dtype} {offset.shape}; expected "
+                             "1-D integers")
+        try:
+            track_ids = list(shard["track_id"].asstr()[()])
+        except (TypeError, ValueError, OSError) as error:
+            raise ValueError(f"{path}: 'track_id' is not a list of strings ({error})") from None
+        offsets = offset[()].astype(np.int64)
+        n_frames = mel.shape[0]
     if len(offsets) != len(track_ids) + 1:
         raise ValueError(f"{path}: offset has {len(offsets)} entries for "
                          f"{len(track_ids)} tracks (expected one more)")
+    if offsets[0] != 0 or (np.diff(offsets) < 0).any():
+        bad = int(np.flatnonzero(np.diff(offsets) < 0)[0]) + 1 if offsets[0] == 0 else 0
+        raise ValueError(f"{path}: offsets are not ascending from 0 (entry {bad} is "
+                         f"{int(offsets[bad])})")
+    if offsets[-1] != n_frames:
+        raise ValueError(f"{path}: the last offset is {int(offsets[-1])} but 'mel' has "
+                         f"{n_frames} frames")
     return track_ids, offsets
