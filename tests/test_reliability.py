@@ -342,3 +342,27 @@ def test_width_not_divisible_by_heads_is_refused_by_mtt_train(toy, tmp_path, cap
     args[args.index("--heads") + 1] = "3"
     assert main(args) == 2
     assert "width 16 is not divisible by heads 3" in assert_one_clear_line(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------------- strict TSVs
+
+@pytest.mark.parametrize("row, fields", [("t1\tA\tx.mp3\trock\textra", 5), ("t1\tA\tx.mp3", 3)])
+def test_a_row_with_the_wrong_number_of_fields_names_the_line(tmp_path, row, fields):
+    from mtt.data import read_split
+    from mtt.preprocess import UsageError, select_tracks
+    tsv = tmp_path / "tracks.tsv"
+    tsv.write_text(f"track_id\tartist_id\tpath\ttags\n{row}\nt2\tB\ty.mp3\tjazz\n")
+    with pytest.raises(ValueError, match=f"tracks.tsv: line 2 has {fields} fields, the header has 4"):
+        read_split(tsv, TOY_TAGS)
+    with pytest.raises(UsageError, match=f"line 2 has {fields} fields"):
+        select_tracks(tsv)
+
+
+def test_a_well_formed_tsv_reads_as_text(tmp_path):
+    from mtt.data import read_split
+    from mtt.preprocess import select_tracks
+    tsv = tmp_path / "tracks.tsv"
+    tsv.write_text("track_id\tartist_id\tpath\ttags\nNA\tA\tx.mp3\t\r\n007\tB\ty.mp3\tlow;high\n\n")
+    ids, labels = read_split(tsv, TOY_TAGS)
+    assert ids == ["NA", "007"] and labels.tolist() == [[0, 0, 0, 0], [1, 0, 1, 0]]
+    assert list(select_tracks(tsv)["path"]) == ["x.mp3", "y.mp3"]

@@ -11,9 +11,10 @@ import sys
 
 import h5py
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
+
+from .tsv import read_tsv
 
 
 LABELED, PSEUDO = 0, 1
@@ -26,11 +27,9 @@ def read_split(tsv_path, tags: list[str]) -> tuple[list[str], np.ndarray]:
     the vocabulary are ignored.
     """
     try:
-        table = pd.read_csv(tsv_path, sep="\t", dtype=str, keep_default_na=False)
+        table = read_tsv(tsv_path)  # strict: a row with too many or too few fields is an error
     except FileNotFoundError:
         raise FileNotFoundError(f"{tsv_path}: split table not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{tsv_path}: not a readable tab-separated table ({err})") from None
     missing = {"track_id", "tags"} - set(table.columns)
     if missing:
         raise ValueError(f"{tsv_path}: missing column(s) {sorted(missing)}; found {list(table.columns)}")

@@ -7,7 +7,6 @@ written under a temporary name and renamed when complete; the layout is in docs/
 A track that cannot be used is listed in the failures TSV and never stops the run.
 """
 import argparse
-import csv
 import hashlib
 import multiprocessing
 import sys
@@ -24,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from mtt.atomic import atomic_path
+from mtt.tsv import TsvError, read_tsv
 from mtt.audio import AudioError, load_audio
 from mtt.frontend import N_MELS, SAMPLE_RATE, LogMel, frontend_params, num_frames
 
@@ -97,11 +97,12 @@ def select_tracks(tracks_tsv: Path, shard_index: int = 0, num_shards: int = 1) -
         raise UsageError(f"--shard-index {shard_index} must be in [0, --num-shards "
                          f"{num_shards}) and --num-shards at least 1")
     try:
-        table = pd.read_csv(tracks_tsv, sep="\t", dtype=str, keep_default_na=False,
-                            quoting=csv.QUOTE_NONE)
+        table = read_tsv(tracks_tsv)
     except FileNotFoundError:
         raise UsageError(f"--tracks {tracks_tsv}: file not found") from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except TsvError as error:
+        raise UsageError(f"--tracks {error}") from None
+    except OSError as error:
         raise UsageError(f"--tracks {tracks_tsv}: not a readable TSV ({error})") from None
     missing = [column for column in ("track_id", "path") if column not in table.columns]
     if missing:
