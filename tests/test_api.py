@@ -1,0 +1,122 @@
+"""mtt.Tagger: fidelity on the reference clip, arrays at any rate and channel layout, chunked
+(streamed) log-mel equal to the whole song's, embeddings, and `mtt tag`'s new outputs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+import torch
+
+import mtt
+from mtt.api import Tagger
+from mtt.checkpoint import save_checkpoint
+from mtt.frontend import LogMel
+from mtt.models import build_model
+from mtt.tags import MSD_TOP50
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+REF = SHARED / "reference"
+
+
+@pytest.fixture(scope="module")
+def published():
+    return Tagger.from_checkpoint(REF / "teacher_format.ckpt")
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("transformer", 4, conv_channels=8, width=32, layers=1)
+    path = tmp_path_factory.mktemp("ckpt") / "small.ckpt"
+    save_checkpoint(path, model.eval(), ["rock", "jazz", "calm", "piano"])
+    return path
+
+
+def test_published_checkpoint_reproduces_the_original_model(published):
+    expected = np.load(REF / "clip_teacher_probs.npy")[0]
+    wave = np.load(REF / "clip_mono_22050.npy")
+    for audio in (REF / "TRABCDE128F111GH11.wav", wave):
+        probs = published.tag(audio)
+        assert list(probs) != MSD_TOP50 and len(probs) == 50  # sorted by probability
+        assert np.abs(np.array([probs[t] for t in MSD_TOP50]) - expected).max() <= 1e-5
+    assert mtt.Tagger is Tagger
+    top = published.tag(wave, top_k=3)
+    assert list(top.values()) == sorted(top.values(), reverse=True) and len(top) == 3
+
+
+def test_stereo_any_layout_and_other_rates(published, tmp_path):
+    stereo, rate = soundfile.read(REF / "TRABCDE128F111GH11.wav", dtype="float32")  # (samples, 2)
+    ref = published.tag(stereo.mean(1), top_k=None)
+    for audio in (stereo, stereo.T, torch.from_numpy(stereo.T.copy())):
+        got = published.tag(audio, sample_rate=rate)
+        assert max(abs(got[t] - ref[t]) for t in ref) <= 1e-6
+    at_44k = soxr.resample(stereo, rate, 44100, quality="HQ")  # up and back down: nearly lossless
+    soundfile.write(tmp_path / "44k.wav", at_44k, 44100, subtype="FLOAT")
+    from_file = published.tag(tmp_path / "44k.wav")  # the decoder's resampling path
+    got = published.tag(at_44k, sample_rate=44100)
+    assert max(abs(got[t] - from_file[t]) for t in ref) <= 1e-6
+
+
+def test_streamed_chunks_equal_slices_of_the_whole_songs_log_mel(published):
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(22050 * 25).astype(np.float32) * 0.1
+    whole = LogMel()(torch.from_numpy(wave))
+    starts = published._starts(wave)
+    assert len(starts) == 3 and starts[-1] + published.chunk_frames == whole.shape[-1]
+    for s in starts:
+        chunk = published._chunk_mel(wave, s)
+        assert torch.allclose(chunk, whole[:, s:s + published.chunk_frames], atol=1e-3)
+
+
+def test_taggram_and_embeddings(published):
+    wave = np.tile(np.load(REF / "clip_mono_22050.npy"), 6)  # 11.6 s -> 2 chunks
+    starts, probs = published.taggram(wave)
+    assert probs.shape == (2, 50) and starts[0] == 0.0 and 1.0 < starts[1] < 2.0
+    song = published.tag(wave)
+    assert song[MSD_TOP50[0]] == pytest.approx(probs[:, 0].mean(), abs=1e-6)
+    emb, chunk_embs = published.embed(wave)
+    assert emb.shape == (256,) and chunk_embs.shape == (2, 256)
+    logits = published.model.mlp_head(torch.from_numpy(chunk_embs))
+    assert np.allclose(torch.sigmoid(logits).detach().numpy(), probs, atol=1e-5)
+    many = published.tag([wave, np.load(REF / "clip_mono_22050.npy")])
+    assert len(many) == 2 and many[0] == pytest.approx(song, abs=1e-6)
+
+
+def test_too_short_input_is_a_clear_error(published):
+    with pytest.raises(mtt.audio.AudioError, match="too short"):
+        published.tag(np.zeros(512, np.float32))
+    assert len(published.tag(np.zeros(513, np.float32))) == 50
+
+
+def mtt_tag(*args):
+    return subprocess.run([sys.executable, "-m", "mtt.cli", "tag", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_formats_taggram_embeddings_out_and_a_too_short_file(tmp_path, small_checkpoint):
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(400, np.float32), 22050)
+    clip = REF / "TRABCDE128F111GH11.wav"
+    out, emb = tmp_path / "tags.json", tmp_path / "emb.h5"
+    result = mtt_tag(clip, short, "--checkpoint", small_checkpoint, "--format", "json", "--taggram",
+                     "--out", out, "--embeddings", emb)
+    assert result.returncode == 1 and result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and str(short) in errors[0] and "too short" in errors[0]
+    doc = json.loads(out.read_text())
+    assert list(doc) == [str(clip)] and doc[str(clip)]["taggram"]["start_seconds"] == [0.0]
+    import h5py
+    with h5py.File(emb) as f:
+        assert f["song"].shape == (1, 32) and f["chunks"].shape == (1, 32)
+        assert f["paths"].asstr()[0] == str(clip)
+    npy = tmp_path / "emb.npy"
+    tsv = mtt_tag(clip, "--checkpoint", small_checkpoint, "--format", "tsv", "--embeddings", npy)
+    assert tsv.returncode == 0, tsv.stderr
+    rows = tsv.stdout.splitlines()
+    assert rows[0] == "path\ttag\tprobability" and len(rows) == 5 and np.load(npy).shape == (1, 32)
+    text = mtt_tag(clip, "--checkpoint", small_checkpoint, "--taggram")
+    assert text.returncode == 0 and "@    0.00 s" in text.stdout
