@@ -120,3 +120,11 @@ def test_cli_formats_taggram_embeddings_out_and_a_too_short_file(tmp_path, small
     assert rows[0] == "path\ttag\tprobability" and len(rows) == 5 and np.load(npy).shape == (1, 32)
     text = mtt_tag(clip, "--checkpoint", small_checkpoint, "--taggram")
     assert text.returncode == 0 and "@    0.00 s" in text.stdout
+
+
+def test_readme_python_example_runs(monkeypatch):
+    import re
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    exec(compile(block, "README.md", "exec"), {})
