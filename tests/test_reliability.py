@@ -366,3 +366,42 @@ def test_a_well_formed_tsv_reads_as_text(tmp_path):
     ids, labels = read_split(tsv, TOY_TAGS)
     assert ids == ["NA", "007"] and labels.tolist() == [[0, 0, 0, 0], [1, 0, 1, 0]]
     assert list(select_tracks(tsv)["path"]) == ["x.mp3", "y.mp3"]
+
+
+# ------------------------------------------------------------------ preprocess faults
+
+def _clip_tracks(tmp_path, audio_dir, copies):
+    import pandas as pd
+    from test_audio import REAL_CLIPS
+    rows = [(f"T{i}_{k}", name) for k in range(copies) for i, name in enumerate(sorted(REAL_CLIPS))]
+    tracks = tmp_path / "tracks.tsv"
+    pd.DataFrame(rows, columns=["track_id", "path"]).to_csv(tracks, sep="\t", index=False)
+    return tracks
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    import subprocess
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_disk_full_during_preprocess_exits_1_with_one_line(tmp_path, audio_dir, tiny_tmpfs):
+    import subprocess
+    import sys
+    tracks = _clip_tracks(tmp_path, audio_dir, 3)
+    out = tiny_tmpfs / "shard.h5"
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "mtt.cli", "preprocess", "--audio-root",
+                               str(audio_dir), "--tracks", str(tracks), "--out", str(out),
+                               "--failures", str(tiny_tmpfs / "failed.tsv"), "--workers", "1"],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert_one_clear_line(done.stderr, out)
+        assert not out.exists()

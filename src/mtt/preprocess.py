@@ -9,6 +9,7 @@ A track that cannot be used is listed in the failures TSV and never stops the ru
 import argparse
 import hashlib
 import multiprocessing
+import os
 import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -72,7 +73,16 @@ def run(args) -> int:
                                        workers=args.workers, min_seconds=args.min_seconds,
                                        fingerprint=fingerprint)
     except OSError as error:
-        print(f"mtt preprocess: error: cannot write the output: {error}", file=sys.stderr)
+        # libhdf5's messages run over lines: the system's reason (e.g. no space left) is one
+        reason = (os.strerror(error.errno) if error.errno else
+                  " ".join(str(error).split())[:300])
+        print(f"mtt preprocess: error: cannot write {args.out}: {reason}", file=sys.stderr)
+        if getattr(error, "hdf5_close_failed", False):
+            # libhdf5 crashes (SIGSEGV) closing a file whose close failed, as it would at
+            # interpreter exit: leave without that cleanup (the partial file is removed)
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(1)
         return 1
     print(f"mtt preprocess: stored {stored} songs in {args.out}; "
           f"{failures} failures listed in {args.failures}", file=sys.stderr)
@@ -143,8 +153,25 @@ class TrackResult:
 _logmel: LogMel | None = None
 
 
-def _init_worker() -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this worker when the process that forked it dies (kill -9 or SIGTERM of
+    `mtt preprocess`), so no worker outlives it holding memory and the partial shard."""
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(parent: int | None = None) -> None:
     global _logmel
+    if parent is not None:
+        _die_with_parent(parent)
     torch.set_num_threads(1)  # one process per core; intra-op threads would oversubscribe
     _logmel = LogMel()
 
@@ -205,7 +232,7 @@ def _results(tasks: list, workers: int):
 def _new_pool(workers: int) -> ProcessPoolExecutor:
     # fork: workers start in milliseconds and inherit the imported modules
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_init_worker)
+                               initializer=_init_worker, initargs=(os.getpid(),))
 
 
 def _process_alone(task) -> TrackResult:
@@ -236,6 +263,7 @@ class ShardWriter:
         self._pending: list[np.ndarray] = []
         self._pending_frames = 0
         self._written_frames = 0
+        self._closing = False
 
     def add(self, track_id: str, mel: np.ndarray, num_samples: int) -> None:
         """Append one song: `mel` (frames, 128) in dB, stored as float16."""
@@ -264,7 +292,19 @@ class ShardWriter:
         self._pending = [rest] if len(rest) else []
         self._pending_frames = len(rest)
 
+    def abort(self) -> None:
+        """Close after a failure, once: closing again after a failed close (a full disk)
+        crashes libhdf5, so a failed close leaves the handle to the OS."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self.file.close()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+
     def close(self) -> None:
+        self._closing = True
         self._flush(whole_chunks_only=False)
         n = len(self.track_ids)
         self.file.create_dataset("track_id", shape=(n,), dtype=h5py.string_dtype("utf-8"),
@@ -311,8 +351,11 @@ def build_shard(tracks: pd.DataFrame, audio_root: Path, out: Path, failures_tsv:
                 else:
                     failures.append((row, track_id, path, result.reason))
             writer.close()
-        except BaseException:
-            writer.file.close()
+        except BaseException as error:
+            close_failed = writer._closing
+            writer.abort()
+            if close_failed and isinstance(error, OSError):
+                error.hdf5_close_failed = True  # its handle must not be closed again at exit
             raise
         write_failures(failures_tsv, sorted(failures))
     return len(writer.track_ids), len(failures)
