@@ -405,3 +405,45 @@ def test_disk_full_during_preprocess_exits_1_with_one_line(tmp_path, audio_dir, 
         assert done.returncode == 1, done.stderr[-2000:]
         assert_one_clear_line(done.stderr, out)
         assert not out.exists()
+
+
+def _children(pid):
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_preprocess_leaves_no_worker_running(tmp_path, audio_dir, sig):
+    import signal
+    import subprocess
+    import sys
+    import time
+    tracks = _clip_tracks(tmp_path, audio_dir, 40)
+    process = subprocess.Popen([sys.executable, "-m", "mtt.cli", "preprocess", "--audio-root",
+                                str(audio_dir), "--tracks", str(tracks),
+                                "--out", str(tmp_path / "shard.h5"),
+                                "--failures", str(tmp_path / "failed.tsv"), "--workers", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    workers = []
+    while time.time() < deadline and len(workers) < 2 and process.poll() is None:
+        workers = _children(process.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 2, "no workers started"
+    process.send_signal(getattr(signal, sig))
+    process.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and "Z" not in (Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[:1])]
+    assert not alive, f"workers {alive} outlived the parent"
+    assert not (tmp_path / "shard.h5").exists()
