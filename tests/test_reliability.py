@@ -447,3 +447,25 @@ def test_killed_preprocess_leaves_no_worker_running(tmp_path, audio_dir, sig):
              and "Z" not in (Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[:1])]
     assert not alive, f"workers {alive} outlived the parent"
     assert not (tmp_path / "shard.h5").exists()
+
+
+# ------------------------------------------------------------- config and CLI agree
+
+@pytest.mark.parametrize("fractions", [["0.5", "0.2", "0.2"], ["0.7", "0.3", "0.3"]])
+def test_fractions_that_do_not_sum_to_1_are_refused(tmp_path, capsys, fractions):
+    catalogue = tmp_path / "catalogue.tsv"
+    catalogue.write_text("track_id\tartist_id\tpath\ttags\n" + "".join(
+        f"t{i}\ta{i % 7}\tx/t{i}.ogg\trock\n" for i in range(30)))
+    assert main(["split", "--format", "tsv", "--metadata", str(catalogue), "--fractions",
+                 *fractions, "--out", str(tmp_path / "s")]) == 2
+    assert "they must sum to 1" in assert_one_clear_line(capsys.readouterr().err)
+    assert not (tmp_path / "s").exists()
+
+
+def test_threshold_mode_without_a_usable_threshold_fails_at_start(toy, tmp_path, capsys):
+    args = train_args(toy, tmp_path / "run", "--pseudo-labels", str(tmp_path / "p.h5"),
+                      "--unlabeled-mels", str(toy / "labeled.h5"), "--pseudo-mode", "threshold")
+    assert main(args) == 2
+    line = assert_one_clear_line(capsys.readouterr().err)
+    assert "--pseudo-threshold in (0.5, 1), not 0.5" in line
+    assert not (tmp_path / "run").exists()

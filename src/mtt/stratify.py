@@ -182,6 +182,9 @@ def stratified_split(counts, sizes, fractions, seed, *, search_iterations=2000) 
     fractions = np.asarray(fractions, dtype=np.float64)
     if (fractions < 0).any() or fractions.sum() <= 0:
         raise ValueError(f"invalid fractions {fractions.tolist()}")
+    if abs(fractions.sum() - 1.0) > 1e-6:  # never rescale silently: [0.5, 0.2, 0.2] is a typo
+        raise ValueError(f"fractions {fractions.tolist()} sum to {fractions.sum():g}; "
+                         "they must sum to 1")
     fractions = fractions / fractions.sum()
     counts = np.asarray(counts)
     sizes = np.asarray(sizes)

@@ -128,6 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_options(args) -> None:
+    if args.pseudo_labels and args.pseudo_mode == "threshold" and \
+            not 0.5 < args.pseudo_threshold < 1.0:  # at start, not on the first step
+        raise ValueError(f"--pseudo-mode threshold needs --pseudo-threshold in (0.5, 1), "
+                         f"not {args.pseudo_threshold:g}")
     for flag in ("batch_size", "max_epochs", "patience", "valid_chunks", "lr_patience"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
