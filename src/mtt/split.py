@@ -51,6 +51,9 @@ def add_arguments(parser):
                         "(default all: the student set shares no artist with any labeled set)")
     parser.add_argument("--search-iterations", type=int, default=2000,
                         help="local-search steps after iterative stratification (0: none)")
+    parser.add_argument("--official-split", metavar="DIR",
+                        help="mtg-jamendo: use the dataset's own split-N folder "
+                        "(autotagging*-{train,validation,test}.tsv) instead of splitting")
     parser.add_argument("--published",
                         help="import a published split from DIR/{train,valid,test,student}_ids.npy "
                         "(+ *_binaries.npy); metadata, when given, adds artists, paths and tags")
@@ -62,14 +65,22 @@ def run(args) -> int:
         if tags is not None and not tags:
             raise DatasetError(args.tag_list, "the tag list is empty")
         table = None
-        if args.format:
+        if getattr(args, "official_split", None):
+            if args.format != "mtg-jamendo":
+                raise ValueError("--official-split is implemented for --format mtg-jamendo")
+            from mtt.datasets.mtg_jamendo import load_official_split
+            table, set_of_track = load_official_split(args.official_split, tags, args.top_tags)
+            settings = {"format": args.format, "official_split": str(args.official_split)}
+        elif args.format:
             table = load_tracks(args.format, metadata=args.metadata,
                                 track_metadata=args.track_metadata, lastfm_tags=args.lastfm_tags,
                                 tags=tags, top_tags=args.top_tags,
                                 min_tag_weight=args.min_tag_weight, audio_ext=args.audio_ext)
         elif not args.published:
             raise ValueError("give --format (and its metadata) or --published")
-        if args.published:
+        if getattr(args, "official_split", None):
+            pass
+        elif args.published:
             vocab = table.tags if table is not None else (tags or list(MSD_TOP50))
             set_of_track, table = import_published(args.published, table, vocab, args.audio_ext)
             settings = {"published": str(args.published)}

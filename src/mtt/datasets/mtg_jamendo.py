@@ -43,3 +43,35 @@ def load_mtg_jamendo(path, tags=None, top_tags=None) -> TrackTable:
     vocab = choose_vocabulary(tag_lists, path, tags, top_tags)
     return TrackTable(track_id, np.array(artist_ids, dtype=object),
                       np.array(paths, dtype=object), label_matrix(tag_lists, vocab), vocab)
+
+
+OFFICIAL_SETS = {"train": "train", "validation": "valid", "test": "test"}
+
+
+def load_official_split(folder, tags=None, top_tags=None):
+    """(TrackTable, set name per track) from the dataset's own split folder
+    `split-N/autotagging[_<subset>]-{train,validation,test}.tsv` (train/valid/test; the
+    official split labels every track, so no student set)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(folder, "official split folder not found")
+    files = {}
+    for part, name in OFFICIAL_SETS.items():
+        found = sorted(folder.glob(f"autotagging*-{part}.tsv"))
+        if len(found) != 1:
+            raise DatasetError(folder, f"expected one autotagging*-{part}.tsv, found {len(found)}")
+        files[name] = found[0]
+    track_ids, artist_ids, paths, tag_lists, sets = [], [], [], [], []
+    for name, path in files.items():
+        t, a, p, tl = read_mtg_jamendo(path)
+        track_ids += t
+        artist_ids += a
+        paths += p
+        tag_lists += tl
+        sets += [name] * len(t)
+    track_id = np.array(track_ids, dtype=object)
+    check_unique_ids(track_id, folder)
+    vocab = choose_vocabulary(tag_lists, folder, tags, top_tags)
+    table = TrackTable(track_id, np.array(artist_ids, dtype=object), np.array(paths, dtype=object),
+                       label_matrix(tag_lists, vocab), vocab)
+    return table, np.array(sets, dtype=object)
