@@ -469,3 +469,21 @@ def test_threshold_mode_without_a_usable_threshold_fails_at_start(toy, tmp_path,
     line = assert_one_clear_line(capsys.readouterr().err)
     assert "--pseudo-threshold in (0.5, 1), not 0.5" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_new_audio_root_rebuilds_the_shard(tmp_path, audio_dir, capsys):
+    import shutil
+    from test_audio import REAL_CLIPS
+    name = sorted(REAL_CLIPS)[0]
+    tracks = tmp_path / "tracks.tsv"
+    tracks.write_text(f"track_id\tpath\nT0\t{name}\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(audio_dir / name, other / name)
+    command = ["preprocess", "--tracks", str(tracks), "--out", str(tmp_path / "s.h5"),
+               "--failures", str(tmp_path / "f.tsv"), "--audio-root"]
+    assert main(command + [str(audio_dir)]) == 0
+    assert main(command + [str(audio_dir)]) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    assert main(command + [str(other)]) == 0
+    assert "nothing to do" not in capsys.readouterr().err

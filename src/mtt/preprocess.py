@@ -63,7 +63,7 @@ def run(args) -> int:
     except UsageError as error:
         print(f"mtt preprocess: error: {error}", file=sys.stderr)
         return 2
-    fingerprint = selection_fingerprint(tracks, args.min_seconds)
+    fingerprint = selection_fingerprint(tracks, args.min_seconds, args.audio_root)
     if is_up_to_date(args.out, args.failures, fingerprint):
         print(f"mtt preprocess: {args.out} is complete and up to date; nothing to do",
               file=sys.stderr)
@@ -123,9 +123,12 @@ def select_tracks(tracks_tsv: Path, shard_index: int = 0, num_shards: int = 1) -
     return table.iloc[shard_index::num_shards].reset_index(drop=True)
 
 
-def selection_fingerprint(tracks: pd.DataFrame, min_seconds: float) -> str:
-    """Identifies what a shard was built from, so a rerun on other input rebuilds it."""
+def selection_fingerprint(tracks: pd.DataFrame, min_seconds: float, audio_root=None) -> str:
+    """Identifies what a shard was built from (rows, --min-seconds and the resolved
+    --audio-root), so a rerun on other input rebuilds it."""
     digest = hashlib.sha256(f"{FORMAT_NAME} {FORMAT_VERSION} {min_seconds!r}\n".encode())
+    if audio_root is not None:
+        digest.update(f"audio root {Path(audio_root).resolve()}\n".encode())
     for track_id, path in zip(tracks["track_id"], tracks["path"]):
         digest.update(f"{track_id}\t{path}\n".encode())
     return digest.hexdigest()
