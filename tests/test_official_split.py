@@ -31,3 +31,30 @@ def test_official_split_needs_mtg_jamendo(tmp_path):
                              "--official-split", SPLIT0, "--out", tmp_path / "s"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "official-split" in result.stderr
+
+
+def test_mtat_official_split_files_without_unpickling(tmp_path):
+    import numpy as np
+    paths = [f"{d}/artist{a}-album-0{k}-song-{s}-{s + 29}.mp3" for a, d in ((1, "a"), (2, "b"), (3, "c"), (4, "d"))
+             for k in range(2) for s in (0, 30)]
+    rows = ["clip_id\tguitar\tclassical\tmp3_path"]
+    rows += [f"{i}\t{i % 2}\t{1 - i % 2}\t{p}" for i, p in enumerate(paths)]
+    (tmp_path / "annotations_final.csv").write_text("\n".join(rows) + "\n")
+    split = tmp_path / "mtat"
+    split.mkdir()
+    np.save(split / "train.npy", np.array([f"{i}\t{p}" for i, p in enumerate(paths[:8])]))
+    np.save(split / "valid.npy", np.array([f"{i + 8}\t{p}" for i, p in enumerate(paths[8:12])]))
+    np.save(split / "test.npy", np.array([f"{i + 12}\t{p}" for i, p in enumerate(paths[12:15])]))
+    out = tmp_path / "split"
+    args = ["split", "--format", "mtat", "--metadata", tmp_path / "annotations_final.csv",
+            "--official-split", split, "--out", out]
+    result = subprocess.run([sys.executable, "-m", "mtt.cli", *map(str, args)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    sizes = {s: len(pd.read_csv(out / f"{s}.tsv", sep="\t")) for s in ("train", "valid", "test", "none")}
+    assert sizes == {"train": 8, "valid": 4, "test": 3, "none": 1}
+    assert set(pd.read_csv(out / "test.tsv", sep="\t", dtype=str).path) == set(paths[12:15])
+    np.save(split / "test.npy", np.array([{"x": 1}], dtype=object))  # a pickle: refused
+    result = subprocess.run([sys.executable, "-m", "mtt.cli", *map(str, args)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "test.npy" in result.stderr

@@ -52,8 +52,10 @@ def add_arguments(parser):
     parser.add_argument("--search-iterations", type=int, default=2000,
                         help="local-search steps after iterative stratification (0: none)")
     parser.add_argument("--official-split", metavar="DIR",
-                        help="mtg-jamendo: use the dataset's own split-N folder "
-                        "(autotagging*-{train,validation,test}.tsv) instead of splitting")
+                        help="use the dataset's official split instead of splitting: mtg-jamendo "
+                        "split-N/autotagging*-{train,validation,test}.tsv; mtat "
+                        "{train,valid,test}.npy (sota-music-tagging-models split/mtat/, with "
+                        "--metadata annotations_final.csv)")
     parser.add_argument("--published",
                         help="import a published split from DIR/{train,valid,test,student}_ids.npy "
                         "(+ *_binaries.npy); metadata, when given, adds artists, paths and tags")
@@ -66,10 +68,15 @@ def run(args) -> int:
             raise DatasetError(args.tag_list, "the tag list is empty")
         table = None
         if getattr(args, "official_split", None):
-            if args.format != "mtg-jamendo":
-                raise ValueError("--official-split is implemented for --format mtg-jamendo")
-            from mtt.datasets.mtg_jamendo import load_official_split
-            table, set_of_track = load_official_split(args.official_split, tags, args.top_tags)
+            if args.format == "mtg-jamendo":
+                from mtt.datasets.mtg_jamendo import load_official_split
+                table, set_of_track = load_official_split(args.official_split, tags, args.top_tags)
+            elif args.format == "mtat":
+                from mtt.datasets.mtat import load_official_split
+                table, set_of_track = load_official_split(args.official_split, args.metadata,
+                                                          tags, args.top_tags)
+            else:
+                raise ValueError("--official-split is for --format mtg-jamendo or mtat")
             settings = {"format": args.format, "official_split": str(args.official_split)}
         elif args.format:
             table = load_tracks(args.format, metadata=args.metadata,

@@ -47,3 +47,47 @@ def load_mtat(path, tags=None, top_tags=None) -> TrackTable:
     mp3_path = table["mp3_path"].to_numpy(dtype=object)
     artist_id = np.array([artist_of_mp3_path(p) for p in mp3_path], dtype=object)
     return TrackTable(track_id, artist_id, mp3_path, labels, vocab)
+
+
+OFFICIAL_FILES = {"train": "train.npy", "valid": "valid.npy", "test": "test.npy"}
+
+
+def read_official_split(folder) -> dict:
+    """{mp3_path: set name} from the widely used split files (minzwon/sota-music-tagging-models
+    `split/mtat/{train,valid,test}.npy`: numpy string arrays of "index<TAB>mp3_path"), read
+    with allow_pickle=False (a pickled object array is refused, never executed)."""
+    folder = Path(folder)
+    membership = {}
+    for name, file in OFFICIAL_FILES.items():
+        path = folder / file
+        if not path.is_file():
+            raise DatasetError(path, "official split file not found")
+        try:
+            entries = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise DatasetError(path, f"not a numpy string array ({err})") from None
+        if entries.dtype.kind not in "US":
+            raise DatasetError(path, f"expected strings 'index<TAB>mp3_path', got dtype {entries.dtype}")
+        for entry in entries.astype(str).ravel():
+            mp3_path = entry.split("\t", 1)[-1].strip()
+            if mp3_path in membership:
+                raise DatasetError(path, f"{mp3_path} is in {membership[mp3_path]} and {name}")
+            membership[mp3_path] = name
+    return membership
+
+
+def load_official_split(folder, metadata, tags=None, top_tags=None):
+    """(TrackTable, set per track): tags and labels from annotations_final.csv (`metadata`; the
+    usual vocabulary is `top_tags=50`), set membership from the split files; clips in no split
+    file go to `none`."""
+    if not metadata:
+        raise DatasetError(folder, "--format mtat --official-split also needs --metadata "
+                                   "annotations_final.csv (tags and clip ids)")
+    table = load_mtat(metadata, tags, top_tags)
+    membership = read_official_split(folder)
+    sets = np.array([membership.get(p, "none") for p in table.path], dtype=object)
+    unknown = set(membership) - set(table.path)
+    if unknown:
+        raise DatasetError(folder, f"{len(unknown)} split entries are not in {metadata}, "
+                                   f"e.g. {sorted(unknown)[0]}")
+    return table, sets
