@@ -95,7 +95,7 @@ class Tagger:
     """A model, its tag names and how to cut songs into chunks."""
 
     def __init__(self, model, tags, *, device="cpu", precision="float32", chunk_seconds=None,
-                 batch_size=16, info=None):
+                 batch_size=4, info=None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
         self.device = torch.device(device)

@@ -34,7 +34,9 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="FILE", help="write the results to FILE instead of stdout")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
-    parser.add_argument("--batch-size", type=int, default=16, help="chunks per forward pass")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="chunks per forward pass (default 4: peak memory grows with it, about "
+                        "0.2 GB per chunk for the paper-size teacher; raise it on a GPU)")
     parser.add_argument("--chunk-seconds", type=float, default=None,
                         help="chunk length (default: the model's training crop, 10 s for the transformer)")
 
