@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import subprocess
@@ -203,12 +204,21 @@ def test_unwritable_output_exits_1(tmp_path, audio_dir, capsys):
     assert "cannot write" in capsys.readouterr().err
 
 
-def start_and_kill_mid_way(command, partial: Path, threshold: int) -> bool:
-    """Run `command`, SIGKILL it and its workers once `partial` exceeds `threshold` bytes.
+def _largest(folder: Path, pattern: str) -> int:
+    sizes = []
+    for path in folder.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            sizes.append(path.stat().st_size)
+    return max(sizes, default=-1)
+
+
+def start_and_kill_mid_way(command, partial: str, threshold: int, folder: Path) -> bool:
+    """Run `command`, SIGKILL it and its workers once a file matching `partial` in `folder`
+    exceeds `threshold` bytes (each writer has its own temporary name).
     False when the run finished first (the machine was too fast or the poller too slow)."""
     job = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (partial.exists() and partial.stat().st_size > threshold):
+    while _largest(folder, partial) <= threshold:
         if job.poll() is not None:
             return False
         assert time.monotonic() < deadline, "the run never got going"
@@ -225,24 +235,25 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, audio_
     assert preprocess(audio_dir, tracks, tmp_path / "whole.h5", tmp_path / "whole.tsv") == 0
 
     out, failed = tmp_path / "killed.h5", tmp_path / "killed.tsv"
-    partial = tmp_path / ".killed.h5.partial"
+    partial = ".killed.h5.*.partial"  # this writer's temporary name
     command = [str(Path(sys.executable).with_name("mtt")), "preprocess",
                "--audio-root", str(audio_dir), "--tracks", str(tracks), "--out", str(out),
                "--failures", str(failed), "--workers", "2"]
     for _attempt in range(3):  # kill once at least one 2 MiB block of songs has been written
         out.unlink(missing_ok=True)
         failed.unlink(missing_ok=True)
-        if start_and_kill_mid_way(command, partial, threshold=2 * 2**20):
+        if start_and_kill_mid_way(command, partial, threshold=2 * 2**20, folder=tmp_path):
             break
     else:
         pytest.fail("three runs finished before they could be killed")
-    assert partial.exists()
+    left = set(tmp_path.glob(partial))
+    assert left  # the killed writer's temporary file, which no reader opens
     assert not out.exists() and not failed.exists()  # nothing looks complete
 
     assert preprocess(audio_dir, tracks, out, failed) == 0
     assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
     assert failed.read_bytes() == (tmp_path / "whole.tsv").read_bytes()
-    assert not partial.exists()
+    assert set(tmp_path.glob(partial)) == left  # the rerun left no temporary file of its own
 
 
 @pytest.mark.parametrize("workers", [1, 2])
