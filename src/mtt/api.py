@@ -254,15 +254,6 @@ class Tagger:
 
 def features(model, mel):
     """(embedding, logits) of a model on (batch, 128, frames) dB log-mel."""
-    if model.kind == "transformer":
-        x = model.frontend(mel.unsqueeze(1))
-        if x.shape[1] > model.config["max_len"]:
-            raise ValueError(f"input of {mel.shape[-1]} frames is longer than the model's "
-                             f"{model.max_frames}-frame positional table; use shorter chunks")
-        x = torch.cat([model.cls_token.expand(x.shape[0], 1, -1), x], dim=1)
-        x = model.dropout(x + model.pos_embedding[:, : x.shape[1]])
-        emb = model.transformer(x)[:, 0]
-        return emb, model.mlp_head(emb)
-    x = model.layers(model.spec_bn(mel.unsqueeze(1))).amax(dim=(2, 3))
-    emb = model.dropout(F.relu(model.bn(model.dense1(x))))
-    return emb, model.dense2(emb)
+    emb = model.embed(mel)
+    head = model.mlp_head if model.kind == "transformer" else model.dense2
+    return emb, head(emb)

@@ -43,8 +43,11 @@ class ShortChunkResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dense2 = nn.Linear(4 * c, n_tags)
 
-    def forward(self, mel):
+    def embed(self, mel):
+        """The penultimate layer's output, the song embedding the head reads."""
         x = self.layers(self.spec_bn(mel.unsqueeze(1)))  # (B, 4c, freq', time')
         x = x.amax(dim=(2, 3))  # frequency is 1 after seven halvings of 128; max over time
-        x = self.dropout(F.relu(self.bn(self.dense1(x))))
-        return self.dense2(x)
+        return self.dropout(F.relu(self.bn(self.dense1(x))))
+
+    def forward(self, mel):
+        return self.dense2(self.embed(mel))

@@ -162,11 +162,15 @@ class MusicTaggingTransformer(nn.Module):
         """Longest input: 4 frames per token, max_len tokens after the CLS token."""
         return 4 * self.config["max_len"] + 3
 
-    def forward(self, mel):
+    def embed(self, mel):
+        """The CLS token's output, the song embedding the head reads."""
         x = self.frontend(mel.unsqueeze(1))
         if x.shape[1] > self.config["max_len"]:
             raise ValueError(f"input of {mel.shape[-1]} frames is longer than the model's "
                              f"{self.max_frames}-frame positional table; split it into chunks")
         x = torch.cat([self.cls_token.expand(x.shape[0], 1, -1), x], dim=1)
         x = self.dropout(x + self.pos_embedding[:, : x.shape[1]])
-        return self.mlp_head(self.transformer(x)[:, 0])
+        return self.transformer(x)[:, 0]
+
+    def forward(self, mel):
+        return self.mlp_head(self.embed(mel))
