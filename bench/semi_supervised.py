@@ -57,6 +57,10 @@ def parse_args():
     p.add_argument("--work", type=Path, default=Path(".bench_cache/semi_supervised"),
                    help="working folder (demo data, shards, runs)")
     p.add_argument("--size", choices=["small", "default"], help="demo size (default: default)")
+    p.add_argument("--demo-songs", type=int, help="songs of the demo data (overrides --size)")
+    p.add_argument("--demo-seconds", type=float, help="song length in s (overrides --size)")
+    p.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.15, 0.15],
+                   help="train / valid / test shares of the labeled songs (mtt split)")
     p.add_argument("--demo-seeds", type=int, nargs="+", help="demo-data seeds (default: 0 1)")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2)")
     p.add_argument("--teacher", type=size, default=(8, 64), help="teacher C/D (default C8/D64)")
@@ -70,6 +74,10 @@ def parse_args():
                    "--batch-size, the teacher's crops per step)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-epochs", type=int)
+    p.add_argument("--select-by", default="valid_loss",
+                   choices=["valid_loss", "valid_roc_auc", "valid_pr_auc", "valid_auc"],
+                   help="every model: the validation score that picks the kept epoch and counts "
+                   "the patience")
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--lr-decay", type=float, default=1.0,
                    help="learning-rate factor on a validation plateau (1: constant rate)")
@@ -121,18 +129,36 @@ def check(status: int, what: str):
         sys.exit(f"bench: {what} failed (exit {status})")
 
 
-def prepare_demo(work: Path, demo_seed: int, size_name: str) -> Path:
+def demo_name(args) -> str:
+    if args.demo_songs or args.demo_seconds:
+        return f"{args.demo_songs or 'n'}x{args.demo_seconds or 's'}"
+    return args.size
+
+
+def prepare_demo(args, demo_seed: int) -> Path:
     """Demo data, split and one mel shard per split; reused when already there."""
-    root = work / f"demo_{size_name}_seed{demo_seed}"
+    root = args.work / f"demo_{demo_name(args)}_seed{demo_seed}"
     raw = root / "raw"
     if not (raw / "demo.json").exists():
-        check(mtt(["demo-data", "--out", str(raw), "--seed", str(demo_seed), "--size", size_name]),
-              "demo-data")
+        command = ["demo-data", "--out", str(raw), "--seed", str(demo_seed), "--size", args.size]
+        if args.demo_songs:
+            command += ["--songs", str(args.demo_songs)]
+        if args.demo_seconds:
+            command += ["--seconds", str(args.demo_seconds)]
+        check(mtt(command), "demo-data")
+    fractions = [0.7, 0.15, 0.15]
+    if args.fractions != fractions:
+        root = root / ("fractions_" + "_".join(f"{f:g}" for f in args.fractions))
+        fractions = args.fractions
+        root.mkdir(exist_ok=True)
+        if not (root / "raw").exists():
+            (root / "raw").symlink_to("../raw")  # one demo dataset, several splits of it
     split = root / "split"
     if not (split / "tags.txt").exists():
         check(mtt(["split", "--format", "msd", "--track-metadata", str(raw / "track_metadata.db"),
                    "--lastfm-tags", str(raw / "lastfm_tags.db"), "--tag-list",
-                   str(raw / "tags.txt"), "--out", str(split), "--seed", "0"]), "split")
+                   str(raw / "tags.txt"), "--out", str(split), "--seed", "0",
+                   "--fractions", *map(str, fractions)]), "split")
     for name in SPLITS:
         out = root / "mels" / f"{name}.h5"
         if not out.exists():
@@ -155,6 +181,7 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                "--batch-size", str(args.student_batch_size if student_of else args.batch_size),
                "--lr", str(args.lr), "--max-epochs", str(args.max_epochs),
                "--patience", str(args.patience), "--steps-per-epoch", str(args.steps_per_epoch),
+               "--select-by", args.select_by,
                "--lr-decay", str(args.lr_decay), "--lr-patience", str(args.lr_patience),
                "--ema-decay", str(args.ema_decay),
                "--valid-chunks", str(args.valid_chunks), "--seed", str(seed), "--device", "cpu",
@@ -226,11 +253,12 @@ def evaluate(args, root: Path, checkpoint: Path, out: Path, split: str = "test")
 
 
 def shared_key(args) -> str:
-    return (f"{args.size}" + (f"_share{args.labeled_share:g}" if args.labeled_share < 1 else "")
+    return (f"{demo_name(args)}" + (f"_share{args.labeled_share:g}" if args.labeled_share < 1 else "")
             + f"_h{args.heads}_crop{args.crop_seconds}_b{args.batch_size}_lr{args.lr}_"
             f"e{args.max_epochs}_s{args.steps_per_epoch}_p{args.patience}_v{args.valid_chunks}"
             + (f"_decay{args.lr_decay}x{args.lr_patience}" if args.lr_decay < 1 else "")
-            + (f"_ema{args.ema_decay}" if args.ema_decay > 0 else ""))
+            + (f"_ema{args.ema_decay}" if args.ema_decay > 0 else "")
+            + (f"_{args.select_by}" if args.select_by != "valid_loss" else ""))
 
 
 def teacher_key(args) -> str:
@@ -314,7 +342,7 @@ def main():
               f"{args.teacher_drop_path}")
     print(f"recipe: {recipe}", file=sys.stderr)
     tag = f"{teacher_key(args)}_{student_key(args)}"
-    roots = {demo_seed: prepare_demo(args.work, demo_seed, args.size)
+    roots = {demo_seed: prepare_demo(args, demo_seed)
              for demo_seed in args.demo_seeds}
     chains = [(args, roots[d], d, seed) for d in args.demo_seeds for seed in args.seeds]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -107,7 +107,10 @@ def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame
         if model in histories:
             row.update(training_length(histories[model]))
         if model in checkpoints:
-            row["stopped"] = stop_reason(checkpoints[model])
+            meta = checkpoint_meta(checkpoints[model])
+            row["stopped"] = meta.get("stopped", "not recorded")
+            if "best_epoch" in meta:
+                row["best_epoch"] = int(meta["best_epoch"])
         rows.append(row)
     if len({row["model"] for row in rows}) != len(rows):
         raise ValueError("two metrics files belong to models of the same name")
@@ -115,7 +118,8 @@ def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame
 
 
 def training_length(history_path: Path) -> dict:
-    """Epochs run, the epoch of the lowest validation loss, and minutes of training."""
+    """Epochs run, the epoch of the lowest validation loss, and minutes of training (the kept
+    epoch, which --select-by may choose by another score, comes from the checkpoint)."""
     history = pd.read_csv(history_path)
     missing = {"epoch", "valid_loss", "seconds"} - set(history.columns)
     if missing:
@@ -129,14 +133,14 @@ def training_length(history_path: Path) -> dict:
     }
 
 
-def stop_reason(checkpoint: Path) -> str:
-    """Why training ended, as `mtt train` recorded it in the checkpoint's metadata."""
+def checkpoint_meta(checkpoint: Path) -> dict:
+    """The metadata `mtt train` recorded in a checkpoint (kept epoch, why it stopped)."""
     try:
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
         raise ValueError(f"{checkpoint}: not a readable checkpoint ({err})") from None
     meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
-    return meta.get("stopped", "not recorded")
+    return meta if isinstance(meta, dict) else {}
 
 
 def read_predictions(path: Path) -> dict:

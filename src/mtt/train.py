@@ -2,7 +2,7 @@
 
 Random crops from the mel shards, binary cross-entropy, Adam. Each epoch ends with a song-level
 validation (loss, macro ROC-AUC and PR-AUC), a row in `history.csv`, `best.ckpt` when the
-validation loss improved, and a resumable `last.ckpt` (model, optimizer, scheduler, RNG states,
+validation score chosen by `--select-by` improved (loss by default), and a resumable `last.ckpt` (model, optimizer, scheduler, RNG states,
 counters), all written atomically. Rerunning the command resumes from `last.ckpt`; a finished run
 (early-stopped or at the epoch limit) is left as it is. Several GPUs: start with `torchrun`.
 
@@ -45,12 +45,18 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_
 # limit, patience, workers or device, may change between attempts).
 RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
                 "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
-                "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience", "label_blend",
-                "ema_decay"]
+                "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience",
+                "label_blend", "ema_decay", "select_by"]
 
 
 # Settings added after last.ckpt files were first written: an older file ran with these values.
-IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0}
+IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0,
+                     "select_by": "valid_loss"}
+# --select-by: the validation score that picks the kept epoch and counts the patience
+SELECT_BY = {"valid_loss": "lowest validation loss",
+             "valid_roc_auc": "highest validation macro ROC-AUC",
+             "valid_pr_auc": "highest validation macro PR-AUC",
+             "valid_auc": "highest mean of validation macro ROC-AUC and PR-AUC"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="validate and keep an exponential moving average of the weights, "
                           "updated every step with this decay (e.g. 0.98); default 0: the raw "
                           "weights")
+    opt.add_argument("--select-by", choices=sorted(SELECT_BY), default="valid_loss",
+                     help="the epoch kept as best.ckpt, and the one early stopping counts from: "
+                     + "; ".join(f"{k}: {v}" for k, v in SELECT_BY.items()))
     opt.add_argument("--max-epochs", type=int, default=200)
     opt.add_argument("--patience", type=int, default=40,
                      help="stop after this many epochs without a lower validation loss")
@@ -253,10 +262,12 @@ class Trainer:
             "warmup_steps": args.warmup_steps, "lr_decay": args.lr_decay,
             "lr_patience": args.lr_patience if args.lr_decay < 1 else None,
             "label_blend": args.label_blend, "ema_decay": args.ema_decay,
+            "select_by": args.select_by,
         }
         self._build_data()
-        self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_epoch": -1,
-                      "epochs_since_best": 0, "history": [], "lr_scale": 1.0, "plateau": 0}
+        self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_score": -math.inf,
+                      "best_epoch": -1, "epochs_since_best": 0, "history": [], "lr_scale": 1.0,
+                      "plateau": 0}
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         warmup = max(0, args.warmup_steps)
         # per step: linear warm-up, times the decay that validation plateaus have brought so far
@@ -448,6 +459,7 @@ class Trainer:
         meta = {"role": "student" if self.is_student else "teacher",
                 "best_epoch": self.state["best_epoch"],
                 "best_valid_loss": self.state["best_valid_loss"],
+                "select_by": self.args.select_by,
                 "epochs_run": self.state["epoch"], "history": self.state["history"],
                 "training": {k: v for k, v in self.identity.items() if k not in ("tags",)},
                 "train_tsv": str(self.args.train), "valid_tsv": str(self.args.valid),
@@ -461,7 +473,9 @@ class Trainer:
     def _stop_reason(self, state: dict | None = None) -> str | None:
         state = self.state if state is None else state
         if state["epochs_since_best"] >= self.args.patience:
-            return f"early stop: no lower validation loss for {self.args.patience} epochs"
+            better = SELECT_BY[self.args.select_by].replace("lowest", "lower").replace(
+                "highest", "higher")
+            return f"early stop: no {better} for {self.args.patience} epochs"
         if state["epoch"] >= self.args.max_epochs:
             return f"reached --max-epochs {self.args.max_epochs}"
         return None
@@ -496,11 +510,13 @@ class Trainer:
             if not math.isfinite(valid_loss):
                 raise ValueError(f"validation loss is {valid_loss} after epoch {epoch + 1}: "
                                  "training diverged (try a lower --lr)")
+            score = self._broadcast(self._score(valid) if valid else 0.0)
             self.state["epoch"] = epoch + 1
-            improved = valid_loss < self.state["best_valid_loss"]
+            improved = (score > self.state.get("best_score", -self.state["best_valid_loss"])
+                        or self.state["best_epoch"] < 0)
             if improved:
-                self.state.update(best_valid_loss=valid_loss, best_epoch=epoch + 1,
-                                  epochs_since_best=0)
+                self.state.update(best_valid_loss=valid_loss, best_score=score,
+                                  best_epoch=epoch + 1, epochs_since_best=0)
                 self.best_weights = {k: v.detach().cpu().clone()
                                      for k, v in self.validated_model.state_dict().items()}
             else:
@@ -530,15 +546,26 @@ class Trainer:
         if self.is_main:
             self._save_best(self._meta(stopped))  # the final metadata: whole history, why stopped
             print(f"{self.out}: {stopped}; best epoch {self.state['best_epoch']} "
-                  f"(valid_loss={self.state['best_valid_loss']:.4f})", file=sys.stderr)
+                  f"(valid_loss={self.state['best_valid_loss']:.4f}, {self.args.select_by} "
+                  f"score={self.state.get('best_score', float('nan')):.4f})", file=sys.stderr)
         if writer:
             writer.close()
         if self.world > 1:
             dist.destroy_process_group()
         return 0
 
+    def _score(self, valid: dict) -> float:
+        """The --select-by score of one validation, higher is better; a metric that is not
+        defined (no tag with positives) counts as no improvement."""
+        by = self.args.select_by
+        if by == "valid_loss":
+            return -valid["loss"]
+        value = ((valid["roc_auc"] + valid["pr_auc"]) / 2 if by == "valid_auc"
+                 else valid[by.removeprefix("valid_")])
+        return value if math.isfinite(value) else -math.inf
+
     def _decay_on_plateau(self, improved: bool):
-        """--lr-decay: after --lr-patience epochs without a lower validation loss (counted from
+        """--lr-decay: after --lr-patience epochs without a better --select-by score (counted from
         the best epoch or the last decay), scale the learning rate down."""
         self.state["plateau"] = 0 if improved else self.state["plateau"] + 1
         if self.args.lr_decay < 1 and self.state["plateau"] >= self.args.lr_patience:
