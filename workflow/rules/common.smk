@@ -125,8 +125,9 @@ def model_dir(model):
     return f"{RESULTS}/models/{model}"
 
 
-def train_options(model):
-    """`mtt train` options of a model: shared training settings, overridden by its own entry."""
+def model_options(model):
+    """Training settings of a model: shared ones, overridden by its own entry (a student's entry
+    overrides the noisy_student settings, which override the shared ones)."""
     options = dict(config["training"])
     if model in ("teacher", "resnet_teacher"):
         entry = {k: v for k, v in config[model].items() if k != "enabled"}
@@ -136,7 +137,44 @@ def train_options(model):
         entry = {k: v for k, v in noisy.items() if k not in NOISY_STUDENT_SECTION_KEYS}
         entry.update(STUDENTS[kind])
     options.update(entry)
-    return cli_options(options)
+    return options
+
+
+def train_options(model):
+    """`mtt train` options of a model."""
+    return cli_options(model_options(model))
+
+
+# What `mtt train` builds when a transformer's width or heads are not given (mtt.models, not
+# imported here: it needs torch; tests/test_config_checks.py keeps the two in step).
+TRANSFORMER_WIDTH = {None: 256, "teacher": 256, "compact_student": 64}  # by preset
+TRANSFORMER_HEADS = 8
+
+
+def check_config():
+    """Checks across keys that the schema cannot express, at plan time, one line each."""
+    def fail(where, reason):
+        raise WorkflowError(f"Invalid configuration at {where}: {reason}")
+
+    fractions = config["split"]["fractions"]
+    if abs(sum(fractions) - 1) > 1e-6:
+        fail("split > fractions", f"{fractions} sum to {sum(fractions):g}; they must sum to 1")
+    where = {model: model for model in supervised_models()}
+    where.update({student_name(kind, 1): f"noisy_student > students > {kind}" for kind in STUDENTS})
+    for model, at in where.items():
+        options = model_options(model)
+        threshold = options.get("pseudo_threshold")
+        if options.get("pseudo_mode") == "threshold" and not 0.5 < (threshold or 0) < 1:
+            fail(at, "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), "
+                     + ("none is given" if threshold is None else f"not {threshold:g}"))
+        if options.get("model") == "transformer":
+            width = options.get("width", TRANSFORMER_WIDTH[options.get("preset")])
+            heads = options.get("heads", TRANSFORMER_HEADS)
+            if width % heads:
+                fail(at, f"transformer width {width} is not divisible by heads {heads}")
+
+
+check_config()
 
 
 # ---- data --------------------------------------------------------------------------------

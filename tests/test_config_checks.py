@@ -1,0 +1,75 @@
+"""Config and CLI agree: what `mtt` would reject fails `snakemake -n` at plan time, one line
+naming the key and the reason (issue 18; docs/RELIABILITY.md, "Config and CLI agree")."""
+import inspect
+
+import pytest
+
+import test_workflow as wf
+from mtt.models import PRESETS, MusicTaggingTransformer
+
+DEFAULTS = inspect.signature(MusicTaggingTransformer).parameters
+WIDTH = {None: DEFAULTS["width"].default, **{p: s["width"] for p, s in PRESETS.items()}}
+HEADS = DEFAULTS["heads"].default
+
+
+def only(entry, settings=""):
+    """A config with the one student `s`, so that the students of config.yaml and tiny.yaml do
+    not mask the case; `settings` are noisy_student settings of every student."""
+    return (f"noisy_student:\n{settings}  students:\n    kd: null\n    ke: null\n"
+            f"    s: {{model: transformer, {entry}}}\n")
+
+
+def dry_run(tmp_path, content, *args):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(content)
+    return wf.snakemake("-n", "--cores", "1", *args, "--configfile", wf.TINY, extra,
+                        workdir=tmp_path, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("content, where, reason", [
+    ("split:\n  fractions: [0.5, 0.2, 0.2]\n", "split > fractions",
+     "[0.5, 0.2, 0.2] sum to 0.9; they must sum to 1"),
+    ("split:\n  fractions: [0.7, 0.3, 0.3]\n", "split > fractions",
+     "[0.7, 0.3, 0.3] sum to 1.3; they must sum to 1"),
+    ("noisy_student:\n  pseudo_mode: threshold\n", "noisy_student > students > kd",
+     "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), none is given"),
+    ("noisy_student:\n  pseudo_mode: threshold\n  pseudo_threshold: 0.3\n",
+     "noisy_student > students > kd",
+     "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), not 0.3"),
+    ("noisy_student:\n  pseudo_threshold: 1.5\n", "noisy_student > pseudo_threshold",
+     "1.5 is greater than or equal to the maximum of 1"),
+    ("teacher:\n  width: 30\n  heads: 4\n", "teacher",
+     "transformer width 30 is not divisible by heads 4"),
+    ("noisy_student:\n  students:\n    ke: {heads: 3}\n", "noisy_student > students > ke",
+     "transformer width 32 is not divisible by heads 3"),
+    # the noisy_student settings are merged into each student before the check
+    (only("width: 48", settings="  heads: 5\n"),
+     "noisy_student > students > s", "transformer width 48 is not divisible by heads 5"),
+    # mtt train's own sizes where the config gives none: the default, each preset
+    (only("heads: 3"), "noisy_student > students > s",
+     f"transformer width {WIDTH[None]} is not divisible by heads 3"),
+    *[(only(f"preset: {preset}, heads: 3"), "noisy_student > students > s",
+       f"transformer width {WIDTH[preset]} is not divisible by heads 3") for preset in PRESETS],
+    (only(f"width: {HEADS * 4 + 1}"), "noisy_student > students > s",
+     f"transformer width {HEADS * 4 + 1} is not divisible by heads {HEADS}"),
+    ("dataset:\n  demo_seconds: 0.5\n", "dataset > demo_seconds",
+     "0.5 is less than the minimum of 1"),
+])
+def test_a_config_mtt_would_reject_fails_the_dry_run_with_one_line(tmp_path, content, where,
+                                                                   reason):
+    result = dry_run(tmp_path, content)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    lines = [line for line in output.splitlines() if "Invalid configuration" in line]
+    assert lines == [f"Invalid configuration at {where}: {reason}"], output
+    assert "Traceback" not in output
+
+
+def test_threshold_mode_with_its_threshold_plans_and_reaches_mtt_train(tmp_path):
+    result = dry_run(tmp_path, "split:\n  fractions: [0.8, 0.1, 0.1]\n"
+                               "dataset:\n  demo_seconds: 1\n"
+                               "noisy_student:\n  pseudo_mode: threshold\n"
+                               "  pseudo_threshold: 0.7\n", "-p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("--pseudo-mode threshold --pseudo-threshold 0.7") == 2  # kd, ke
+    assert "--seconds 1" in result.stdout
