@@ -449,6 +449,60 @@ def test_killed_preprocess_leaves_no_worker_running(tmp_path, audio_dir, sig):
     assert not (tmp_path / "shard.h5").exists()
 
 
+def _tracks_of(path, clips, copies):
+    import pandas as pd
+    rows = [(f"{path.stem}{k}_{i}", name) for k in range(copies) for i, name in enumerate(clips)]
+    pd.DataFrame(rows, columns=["track_id", "path"]).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def test_two_concurrent_mtt_preprocess_runs_publish_one_whole_shard(tmp_path, audio_dir):
+    """Two `mtt preprocess` on one --out at the same time, from different track lists (so the
+    shards differ): both exit 0, and the shard in place is one run's complete shard, byte for
+    byte, which MelStore opens and validates."""
+    import subprocess
+    import sys
+    import time
+    from mtt.mel_store import MelStore
+    tracks = [_tracks_of(tmp_path / "a.tsv", ["TRWJAZW128F42760DD_test.mp3",
+                                              "gtzan_country00000.wav"], 10),
+              _tracks_of(tmp_path / "b.tsv", ["mtat_joram-moments_of_clarity-08-solipsism-59-88.mp3",
+                                              "brahms_hungarian_dance_5.ogg"], 6)]
+    whole = {}  # each run alone: the two shards the race may publish
+    for tsv in tracks:
+        shard = tsv.with_suffix(".h5")
+        assert main(["preprocess", "--audio-root", str(audio_dir), "--tracks", str(tsv), "--out",
+                     str(shard), "--failures", str(tsv.with_suffix(".failed")),
+                     "--workers", "1"]) == 0
+        whole[shard.read_bytes()] = len(MelStore(shard))
+    out, failed = tmp_path / "race" / "shard.h5", tmp_path / "race" / "failed.tsv"
+    out.parent.mkdir()
+    for _attempt in range(3):  # until both runs were writing at once
+        out.unlink(missing_ok=True)
+        logs = [tmp_path / f"{tsv.stem}.log" for tsv in tracks]
+        jobs = [subprocess.Popen([sys.executable, "-m", "mtt.cli", "preprocess", "--audio-root",
+                                  str(audio_dir), "--tracks", str(tsv), "--out", str(out),
+                                  "--failures", str(failed), "--workers", "1"],
+                                 stderr=log.open("w"), env={**os.environ, "OMP_NUM_THREADS": "1"})
+                for tsv, log in zip(tracks, logs)]
+        writing_at_once = 0
+        while any(job.poll() is None for job in jobs):
+            writing_at_once = max(writing_at_once, len(list(out.parent.glob(".shard.h5.*"))))
+            time.sleep(0.005)
+        for job, log in zip(jobs, logs):
+            assert job.wait() == 0, log.read_text()[-2000:]
+            assert f"songs in {out}; 0 failures" in log.read_text()
+        data = out.read_bytes()
+        assert data in whole, "the published shard is neither run's complete shard"
+        assert len(MelStore(out)) == whole[data]
+        assert failed.read_text() == "track_id\tpath\treason\n"
+        assert sorted(p.name for p in out.parent.iterdir()) == ["failed.tsv", "shard.h5"]
+        if writing_at_once == 2:
+            break
+    else:
+        pytest.fail("in three tries the two runs never wrote at the same time")
+
+
 # ------------------------------------------------------------- config and CLI agree
 
 @pytest.mark.parametrize("fractions", [["0.5", "0.2", "0.2"], ["0.7", "0.3", "0.3"]])
