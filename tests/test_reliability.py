@@ -212,6 +212,72 @@ def _folder_tags(out):
     return {(out / f"{n}.tsv").read_text().split("\n", 1)[0] for n in ("train", "valid", "test")}
 
 
+def _write_and_die(path):
+    from mtt.atomic import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text("killed")
+        os.kill(os.getpid(), 9)
+
+
+def _write_when_told(path, ready, go):
+    from mtt.atomic import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text("live")
+        ready.set()
+        go.wait(30)
+
+
+def test_a_rerun_removes_a_killed_writers_temporary_but_no_live_writers(tmp_path):
+    import multiprocessing
+    from mtt.atomic import atomic_path
+    path = tmp_path / "shard.h5"
+    context = multiprocessing.get_context("fork")
+    killed = context.Process(target=_write_and_die, args=(path,))
+    killed.start()
+    killed.join()
+    assert killed.exitcode == -9
+    stale = set(tmp_path.glob(f".shard.h5.{killed.pid}@*.partial"))
+    assert len(stale) == 1  # the killed writer's, named with its PID and host
+    name = next(iter(stale)).name
+    host = name.split("@", 1)[1].split(".", 1)[0]
+    # not this output's, another host's (its PID means nothing here), an older mtt's (no PID)
+    kept = {tmp_path / name.replace(".shard.h5.", ".other.h5."),
+            tmp_path / name.replace(f"@{host}.", "@elsewhere."),
+            tmp_path / ".shard.h5.abcd1234.partial"}
+    for p in kept:
+        p.write_text("x")
+    ready, go = context.Event(), context.Event()
+    live = context.Process(target=_write_when_told, args=(path, ready, go))
+    live.start()
+    assert ready.wait(30)
+    live_tmp = set(tmp_path.glob(f".shard.h5.{live.pid}@*.partial"))
+
+    with atomic_path(path) as tmp:  # the rerun
+        tmp.write_text("rerun")
+    assert path.read_text() == "rerun"
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept | live_tmp)
+    go.set()
+    live.join()
+    assert live.exitcode == 0 and path.read_text() == "live"  # its file was left alone
+    assert set(tmp_path.iterdir()) == kept | {path}
+
+
+def test_a_rerun_removes_a_killed_writers_temporary_folder(tmp_path):
+    import multiprocessing
+    out = tmp_path / "split"
+    _write_folder(out, "old", 1)
+    killed = multiprocessing.get_context("fork").Process(target=_write_folder,
+                                                          args=(out, "new", 1, 0))
+    killed.start()
+    killed.join()
+    assert killed.exitcode == -9
+    assert len(list(tmp_path.glob(f".split.{killed.pid}@*.partial"))) == 1
+    _write_folder(out, "rerun", 1)
+    assert _folder_tags(out) == {"rerun"}
+    assert [p.name for p in tmp_path.iterdir()] == ["split"]
+
+
 def test_split_folder_is_replaced_as_one_unit_by_concurrent_writers(tmp_path):
     import multiprocessing
     out = tmp_path / "split"
@@ -464,10 +530,10 @@ def test_two_concurrent_mtt_preprocess_runs_publish_one_whole_shard(tmp_path, au
     import sys
     import time
     from mtt.mel_store import MelStore
-    tracks = [_tracks_of(tmp_path / "a.tsv", ["TRWJAZW128F42760DD_test.mp3",
-                                              "gtzan_country00000.wav"], 10),
-              _tracks_of(tmp_path / "b.tsv", ["mtat_joram-moments_of_clarity-08-solipsism-59-88.mp3",
-                                              "brahms_hungarian_dance_5.ogg"], 6)]
+    clips = ["TRWJAZW128F42760DD_test.mp3", "gtzan_country00000.wav",
+             "mtat_joram-moments_of_clarity-08-solipsism-59-88.mp3", "brahms_hungarian_dance_5.ogg"]
+    tracks = [_tracks_of(tmp_path / "a.tsv", clips[:2], 10),
+              _tracks_of(tmp_path / "b.tsv", clips[2:], 6)]
     whole = {}  # each run alone: the two shards the race may publish
     for tsv in tracks:
         shard = tsv.with_suffix(".h5")

@@ -2,13 +2,19 @@
 
 Two processes writing the same output each write their own temporary file (or folder), so the
 published one is always one writer's complete output, never a mix or a half-written file.
+A temporary's name holds its writer's PID and host (`.{name}.{pid}@{host}.{random}.partial`):
+the next writer of the same output removes those a killed writer left behind.
 """
 import contextlib
 import ctypes
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
 
 
 def _umask() -> int:
@@ -17,14 +23,45 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of `path` whose writer, on this host, is no longer running.
+
+    Only this host's: a writer on another node of a shared file system has a PID that means
+    nothing here. Names without a PID (older mtt) are left alone."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@{_HOST}\.[a-z0-9_]+\.(partial|old)")
+    for entry in path.parent.iterdir():
+        match = own.fullmatch(entry.name)
+        if match and not _alive(int(match[1])):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+
+
+def _prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}@{_HOST}."
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`, unique to this call; on success it is renamed to
-    `path`. An interrupted or failed write leaves `path` as it was (a killed writer may leave a
-    `.{name}.*.partial` file, which no reader opens)."""
+    `path`. An interrupted or failed write leaves `path` as it was (a killed writer leaves its
+    temporary file, which no reader opens and the next writer of `path` removes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    _remove_stale_temporaries(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=".partial")
     os.close(fd)
     tmp = Path(name)
     try:
@@ -56,7 +93,8 @@ def atomic_dir(path, keep_foreign: bool = True):
     write (e.g. a user's notes) are moved into the new one before the swap."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    _remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path), suffix=".partial"))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
@@ -68,7 +106,7 @@ def atomic_dir(path, keep_foreign: bool = True):
         if path.is_dir() and _exchange(tmp, path):
             pass  # tmp now holds the old folder, removed below
         elif path.is_dir():  # no atomic exchange: a kill between the renames leaves no folder
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path), suffix=".old"))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
