@@ -7,6 +7,7 @@ the next writer of the same output removes those a killed writer left behind.
 """
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import shutil
@@ -85,6 +86,18 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
+def _locked(folder: Path):
+    """An exclusive flock on `folder`; without one where the file system refuses it."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def atomic_dir(path, keep_foreign: bool = True):
     """Yield a temporary folder next to `path`; on success it replaces `path` as one unit.
 
@@ -98,19 +111,23 @@ def atomic_dir(path, keep_foreign: bool = True):
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
-        if path.is_dir() and keep_foreign:
-            written = {p.name for p in tmp.iterdir()}
-            for entry in path.iterdir():
-                if entry.name not in written:
-                    os.replace(entry, tmp / entry.name)
-        if path.is_dir() and _exchange(tmp, path):
-            pass  # tmp now holds the old folder, removed below
-        elif path.is_dir():  # no atomic exchange: a kill between the renames leaves no folder
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path), suffix=".old"))
-            os.replace(path, old / "x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        # one publisher at a time: a writer that listed the old folder before another's swap
+        # would otherwise discard the foreign entries the other had just moved
+        with _locked(path.parent):
+            if path.is_dir() and keep_foreign:
+                written = {p.name for p in tmp.iterdir()}
+                for entry in path.iterdir():
+                    if entry.name not in written:
+                        os.replace(entry, tmp / entry.name)
+            if path.is_dir() and _exchange(tmp, path):
+                pass  # tmp now holds the old folder, removed below
+            elif path.is_dir():  # no atomic exchange: a kill between the renames leaves none
+                old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path),
+                                            suffix=".old"))
+                os.replace(path, old / "x")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
