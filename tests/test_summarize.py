@@ -1,5 +1,6 @@
 """`mtt summarize`: the paired student - supervised intervals and each model's stop reason."""
 import json
+import re
 
 import h5py
 import numpy as np
@@ -122,3 +123,15 @@ def test_summarize_refuses_students_evaluated_on_other_songs(tmp_path, capsys):
     assert main(["summarize", *map(str, args)]) == 2
     assert "not the same test songs" in capsys.readouterr().err
     assert not (tmp_path / "summary.tsv").exists()
+
+
+def test_summarize_writes_the_table_as_html_for_the_report(tmp_path):
+    labels, student, teacher = labels_and_two_models()
+    for model, probs in (("teacher", teacher), ("student_kd", student)):
+        write_model(tmp_path, model, labels, probs, "x", np.arange(len(labels)))
+    metrics = [tmp_path / "evaluation" / m / "metrics.json" for m in ("teacher", "student_kd")]
+    args = ["--metrics", *metrics, "--out", tmp_path / "summary.tsv", "--html", tmp_path / "s.html"]
+    assert main(["summarize", *map(str, args)]) == 0
+    html = (tmp_path / "s.html").read_text()
+    assert html.startswith("<!doctype html>") and "<th>roc_auc_ci_low</th>" in html
+    assert re.findall(r"<tr>\s*<td>([^<]*)</td>", html) == ["teacher", "student_kd"]

@@ -1,5 +1,6 @@
 """The Snakemake workflow: config validation, planning, lint, `mtt summarize` / `mtt plots`, and
 the whole pipeline on tests/tiny.yaml (real stages end to end, a few minutes on 2 cores)."""
+import base64
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import h5py
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -356,6 +358,61 @@ def test_report_html_holds_the_table_and_figures(tiny_run):
     html = (tiny_run / "report.html").read_text()
     for name in ["summary.tsv", "comparison.tsv", *[f"{n}.png" for n in plots.FIGURES]]:
         assert name in html, name
+
+
+CHROMIUM = shutil.which("chromium")
+FIGURE_TITLES = ["Per-tag ROC-AUC", "Per-tag PR-AUC", "PR curves", "Training curves",
+                 "Split statistics"]  # the report labels of workflow/rules/evaluation.smk
+
+
+def chromium(page: Path, profile: Path, *args) -> str:
+    """Headless Chromium on a local page, offline and with a throwaway profile; its stdout."""
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=30000",
+               "--window-size=1400,900", *args, page.as_uri()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it: "
+                    "apt-get install -y chromium)")
+def test_report_renders_the_table_and_figures_in_chromium(tiny_run, tmp_path):
+    """The report opened in a real browser: clicking each figure in the menu shows a decoded
+    PNG, clicking the summary shows the table, and the screenshot of that view is not blank."""
+    snakemake("--report", "report.html", "--configfile", TINY, workdir=tiny_run)
+    html = (tiny_run / "report.html").read_text()
+    driver = (ROOT / "tests" / "report_browser.js").read_text()
+    page = tmp_path / "report.html"
+    head, body_end, tail = html.rpartition("</body>")
+    page.write_text(f"{head}<script>const FIGURES = {json.dumps(FIGURE_TITLES)};\n{driver}"
+                    f"</script>\n{body_end}{tail}")
+    dom = chromium(page, tmp_path / "profile", "--dump-dom")
+    notes = json.loads(re.search(r'<pre id="browser-check">(\{.*?\})</pre>', dom).group(1))
+    assert notes["errors"] == []
+    assert "Figures" in notes["menu"] and "Results" in notes["menu"]
+    for title in FIGURE_TITLES:
+        figure = notes["figures"][title]
+        assert figure and figure["png"] and figure["width"] > 300 and figure["height"] > 300, title
+    assert notes["table"] and notes["table"]["html"] and notes["table"]["width"] > 300
+
+    # the page the table view shows, as the browser renders it: one row per model
+    results = json.loads(re.search(r"^\s*var results = (\{.*\});$", html, re.M).group(1))
+    uri = next(r["data_uri"] for path, r in results.items() if path.endswith("summary.html"))
+    table = tmp_path / "summary.html"
+    table.write_bytes(base64.b64decode(uri.split("base64,", 1)[1]))
+    rows = re.findall(r"<tr>\s*<td>([^<]*)</td>", chromium(table, tmp_path / "profile", "--dump-dom"))
+    assert rows == ["teacher", "student_kd", "student_ke"]
+
+    shot = tmp_path / "shot.png"
+    chromium(page, tmp_path / "profile", f"--screenshot={shot}")
+    pixels = (plt.imread(shot)[..., :3] * 255).round().astype(int)
+    pane = pixels[:, pixels.shape[1] // 3:]  # right of the menu: the table
+    assert len(np.unique(pane.reshape(-1, 3), axis=0)) > 50  # text, not a blank page
+    header = (np.abs(pane - [232, 238, 245]).sum(axis=-1) <= 3).sum()  # summary_html's <th>
+    assert header > 5000, header
 
 
 @pytest.mark.slow

@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="summary table (TSV)")
     parser.add_argument("--comparison", type=Path,
                         help="also write the supervised vs noisy-student comparison (TSV)")
+    parser.add_argument("--html", type=Path,
+                        help="also write the summary table as an HTML page (the report shows it)")
 
 
 def run(args) -> int:
@@ -67,7 +69,19 @@ def run(args) -> int:
     if args.comparison:
         with atomic_path(args.comparison) as tmp:
             comparison.to_csv(tmp, sep="\t", index=False)
+    if args.html:
+        with atomic_path(args.html) as tmp:
+            tmp.write_text(summary_html(summary))
     return 0
+
+
+def summary_html(summary: pd.DataFrame) -> str:
+    """The summary table as a self-contained HTML page."""
+    table = summary.to_html(index=False, float_format="%.4f", na_rep="", border=0)
+    style = ("body{font:14px sans-serif;margin:1em}table{border-collapse:collapse}"
+             "th,td{padding:.3em .6em;border-bottom:1px solid #ccc}th{background:#e8eef5}")
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>summary</title>"
+            f"<style>{style}</style></head>\n<body>\n{table}\n</body></html>\n")
 
 
 def describe_model(name: str) -> dict:

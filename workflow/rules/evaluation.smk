@@ -46,6 +46,12 @@ rule summarize:
             f"{RESULTS}/evaluation/summary.tsv",
             caption="../report/summary.rst",
             category="Results",
+            labels={"table": "all models (TSV)"},
+        ),
+        summary_html=report(
+            f"{RESULTS}/evaluation/summary.html",
+            caption="../report/summary.rst",
+            category="Results",
             labels={"table": "all models"},
         ),
         comparison=report(
@@ -69,7 +75,7 @@ rule summarize:
         "python -m mtt.cli summarize --metrics {input.evaluations} --histories {input.histories}"
         " --checkpoints {input.checkpoints} --predictions {input.predictions}"
         " --bootstrap {params.bootstrap} --out {output.summary} --comparison {output.comparison}"
-        " > {log} 2>&1"
+        " --html {output.summary_html} > {log} 2>&1"
 
 
 PLOTS = {
