@@ -43,8 +43,10 @@ def evaluate(toy, checkpoint, out, *extra):
                  "--out", str(out), "--bootstrap", "200", "--device", "cpu", *extra])
 
 
-def test_metrics_equal_sklearn_on_the_saved_predictions(toy, checkpoint, tmp_path):
+def test_metrics_equal_sklearn_on_the_saved_predictions(toy, checkpoint, tmp_path, capsys):
     assert evaluate(toy, checkpoint, tmp_path, "--chunks", "3") == 0
+    err = capsys.readouterr().err.rstrip()
+    assert "1 of 4 tags left out of the macro averages" in err and err.endswith(": pulse")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     with h5py.File(tmp_path / "predictions.h5") as f:
         track_ids = list(f["track_id"].asstr()[()])
@@ -53,6 +55,7 @@ def test_metrics_equal_sklearn_on_the_saved_predictions(toy, checkpoint, tmp_pat
     ids, expected_labels = read_split(toy / "test.tsv", TOY_TAGS)
     assert track_ids == ids and np.array_equal(labels, expected_labels)
     assert metrics["excluded_tags"] == ["pulse"]
+    assert (metrics["n_tags"], metrics["n_tags_evaluated"]) == (4, 3)
     assert metrics["n_songs"] == 30
     kept = [0, 1, 2]
     assert metrics["roc_auc"]["macro"] == pytest.approx(

@@ -185,3 +185,22 @@ def test_published_import_with_metadata(tmp_path):
     np.save(published / "valid_ids.npy", np.array(["t5", "nope"]))
     assert cli.main(["split", "--published", str(published), "--format", "tsv", "--metadata",
                      str(catalogue), "--out", str(tmp_path / "s2")]) == 2
+
+
+def test_min_positives_drops_rare_tags_before_splitting(tmp_path, capsys):
+    """A 4-column catalogue with two rare tags: --min-positives 5 drops them (said on stderr and
+    in report.json); the songs that only had a rare tag become unlabeled."""
+    path = tmp_path / "catalogue.tsv"
+    rows = [f"t{i}\ta{i % 9}\tt{i}.mp3\t{'rock' if i % 2 else 'jazz'}\n" for i in range(40)]
+    rows += ["r0\tb0\tr0.mp3\tpolka\n", "r1\tb1\tr1.mp3\tpolka;rock\n", "r2\tb2\tr2.mp3\tyodel\n"]
+    path.write_text("track_id\tartist_id\tpath\ttags\n" + "".join(rows))
+    assert cli.main(["split", "--format", "tsv", "--metadata", str(path), "--min-positives", "5",
+                     "--out", str(tmp_path / "s")]) == 0
+    assert "dropped 2 of 4 tags with fewer than 5 positive tracks: polka, yodel" in \
+        capsys.readouterr().err
+    assert (tmp_path / "s" / "tags.txt").read_text() == "rock\njazz\n"
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["min_positives"] == 5 and report["dropped_tags"] == ["polka", "yodel"]
+    unlabeled = {*read_split_table(tmp_path / "s" / "student.tsv")["track_id"],
+                 *read_split_table(tmp_path / "s" / "none.tsv")["track_id"]}
+    assert unlabeled == {"r0", "r2"}

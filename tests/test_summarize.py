@@ -135,3 +135,18 @@ def test_summarize_writes_the_table_as_html_for_the_report(tmp_path):
     html = (tmp_path / "s.html").read_text()
     assert html.startswith("<!doctype html>") and "<th>roc_auc_ci_low</th>" in html
     assert re.findall(r"<tr>\s*<td>([^<]*)</td>", html) == ["teacher", "student_kd"]
+
+
+def test_summary_shows_the_tags_evaluation_left_out(tmp_path):
+    labels, student, teacher = labels_and_two_models()
+    for model, probs in (("teacher", teacher), ("student_kd", student)):
+        write_model(tmp_path, model, labels, probs, "x", np.arange(len(labels)))
+    metrics = tmp_path / "evaluation" / "student_kd" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "n_tags_evaluated": 1,
+                                   "excluded_tags": ["jazz", "piano"]}))
+    args = ["--metrics", tmp_path / "evaluation" / "teacher" / "metrics.json", metrics,
+            "--out", tmp_path / "summary.tsv"]
+    assert main(["summarize", *map(str, args)]) == 0
+    summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t", keep_default_na=False)
+    assert summary[["n_tags", "n_tags_excluded", "excluded_tags"]].values.tolist() == [
+        [3, 0, ""], [1, 2, "jazz;piano"]]

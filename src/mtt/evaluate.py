@@ -2,7 +2,7 @@
 
 Writes `metrics.json` (macro ROC-AUC and PR-AUC with 95% intervals over songs, per-tag values,
 the tags left out of the macro averages because the split has no positive or no negative song
-for them), `per_tag.tsv`, and `predictions.h5` (track_id, probs, labels) for later analysis.
+for them, also named on stderr), `per_tag.tsv`, and `predictions.h5` (track_id, probs, labels) for later analysis.
 """
 import argparse
 import json
@@ -46,6 +46,10 @@ def run(args) -> int:
           f"pr_auc={report['pr_auc']['macro']:.4f} "
           f"[{report['pr_auc'].get('ci_low', float('nan')):.4f}, "
           f"{report['pr_auc'].get('ci_high', float('nan')):.4f}]", file=sys.stderr)
+    if report["excluded_tags"]:
+        print(f"mtt evaluate: {len(report['excluded_tags'])} of {report['n_tags']} tags left out "
+              f"of the macro averages, no positive (or no negative) song in {args.tracks}: "
+              f"{', '.join(report['excluded_tags'])}", file=sys.stderr)
     return 0
 
 
@@ -70,6 +74,7 @@ def evaluate(args) -> dict:
                           whole_song=args.whole_song, frames=checkpoint_frames(model, info),
                           batch_size=args.batch_size, progress=True)
     report = tagging_report(labels, probs, tags, n_bootstrap=args.bootstrap, seed=args.seed)
+    report["n_tags"] = len(tags)  # n_tags_evaluated of them, without excluded_tags
     report["checkpoint"] = str(args.checkpoint)
     report["tracks"] = str(args.tracks)
     report["prediction"] = "whole song" if args.whole_song else f"mean of {args.chunks} chunks"

@@ -38,6 +38,10 @@ def add_arguments(parser):
     source.add_argument("--tag-list", help="vocabulary file, one tag per line (model output "
                         "order); default: the MSD top 50 for msd, every tag for the others")
     source.add_argument("--top-tags", type=int, help="keep only the N most frequent tags")
+    source.add_argument("--min-positives", type=int, metavar="N",
+                        help="before splitting, drop the tags fewer than N tracks have (a tag "
+                        "needs about N x the test share of them to have one in the test set); "
+                        "tracks left with no tag become unlabeled")
     source.add_argument("--min-tag-weight", type=float,
                         help="msd: ignore Last.fm tags weighted below W (0-100)")
     source.add_argument("--audio-ext", default="mp3", help="msd: audio file extension")
@@ -85,6 +89,9 @@ def run(args) -> int:
                                 min_tag_weight=args.min_tag_weight, audio_ext=args.audio_ext)
         elif not args.published:
             raise ValueError("give --format (and its metadata) or --published")
+        min_positives = getattr(args, "min_positives", None)
+        if min_positives and (args.published or getattr(args, "official_split", None)):
+            raise ValueError("--min-positives is for our split, not --published/--official-split")
         if getattr(args, "official_split", None):
             pass
         elif args.published:
@@ -92,12 +99,17 @@ def run(args) -> int:
             set_of_track, table = import_published(args.published, table, vocab, args.audio_ext)
             settings = {"published": str(args.published)}
         else:
+            dropped = []
+            if min_positives:
+                table, dropped = drop_rare_tags(table, min_positives)
             set_of_track = split_tracks(table, args.fractions, args.seed, args.exclude_artists,
                                         args.search_iterations)
             settings = {"format": args.format, "seed": args.seed,
                         "fractions": [float(f) for f in args.fractions],
                         "exclude_artists": args.exclude_artists,
                         "search_iterations": args.search_iterations}
+            if min_positives:
+                settings.update(min_positives=min_positives, dropped_tags=dropped)
     except (DatasetError, ValueError, OSError) as error:
         print(f"mtt split: error: {error}", file=sys.stderr)
         return 2
@@ -105,6 +117,21 @@ def run(args) -> int:
     sizes = ", ".join(f"{s} {report['sets'][s]['tracks']}" for s in SETS)
     print(f"mtt split: {sizes}; mean MAD {report['mean_mad']}", file=sys.stderr)
     return 0
+
+
+def drop_rare_tags(table: TrackTable, min_positives: int):
+    """(the table without the tags fewer than `min_positives` tracks have, those tags); says
+    on stderr which it drops."""
+    keep = table.labels.sum(0) >= min_positives
+    dropped = [tag for tag, kept in zip(table.tags, keep) if not kept]
+    if keep.sum() == 0:
+        raise ValueError(f"--min-positives {min_positives}: no tag has that many tracks")
+    if dropped:
+        print(f"mtt split: dropped {len(dropped)} of {len(table.tags)} tags with fewer than "
+              f"{min_positives} positive tracks: {', '.join(dropped)}", file=sys.stderr)
+    kept_tags = [tag for tag, kept in zip(table.tags, keep) if kept]
+    return TrackTable(table.track_id, table.artist_id, table.path, table.labels[:, keep],
+                      kept_tags), dropped
 
 
 def artist_keys(table: TrackTable) -> np.ndarray:

@@ -5,7 +5,8 @@ one of each per model; a model is named by the folder that holds its file
 (`results/evaluation/student_kd/metrics.json` -> `student_kd`).
 
 `summary.tsv`: one row per model with macro ROC-AUC and PR-AUC, their bootstrap intervals, the
-number of test songs and the length of training. `comparison.tsv` (optional): the comparison of
+number of test songs, the tags evaluated and those left out (no positive or no negative test
+song), and the length of training. `comparison.tsv` (optional): the comparison of
 the paper, one row per model family (and noisy-student round) and metric, one column per training
 method: supervised, noisy student KD, noisy student KE, ..., and per student the paired
 difference student - supervised with its bootstrap interval over the same resampled test songs
@@ -29,7 +30,7 @@ SUMMARY_COLUMNS = [
     "model", "family", "method", "round",
     "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high",
     "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high",
-    "n_songs", "n_tags", "prediction", "epochs", "best_epoch", "train_minutes", "stopped",
+    "n_songs", "n_tags", "n_tags_excluded", "excluded_tags", "prediction", "epochs", "best_epoch", "train_minutes", "stopped",
 ]
 FAMILY_NAMES = {"transformer": "Music Tagging Transformer", "resnet": "ResNet"}
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
@@ -117,6 +118,9 @@ def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame
             row[f"{metric}_ci_high"] = metrics[metric].get("ci_high")
         row["n_songs"] = metrics.get("n_songs")
         row["n_tags"] = metrics.get("n_tags_evaluated")
+        excluded = metrics.get("excluded_tags", [])  # no positive or no negative test song
+        row["n_tags_excluded"] = len(excluded)
+        row["excluded_tags"] = ";".join(excluded)
         row["prediction"] = metrics.get("prediction")
         if model in histories:
             row.update(training_length(histories[model]))
