@@ -4,7 +4,8 @@
     snakemake --cores all --configfile config/msd.yaml
     snakemake --profile profiles/slurm             # GPU stages as SLURM jobs
     snakemake --cores all --forcerun train_teacher # retrain the teacher and what depends on it
-    snakemake --report report.html                 # HTML report of a finished run
+    snakemake --report report.html                 # HTML report of a finished run: give
+                                                   # the --configfile it ran with
 
 See docs/WORKFLOW.md.
 """
@@ -44,6 +45,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/report_check.smk"
 
 
 localrules:

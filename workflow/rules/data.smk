@@ -33,7 +33,16 @@ rule build_splits:
         tags=f"{RESULTS}/split/tags.txt",
         report=f"{RESULTS}/split/report.json",
     params:
-        dataset=split_options,
+        # the dataset's options and the vocabulary's (when given: a run without them is not
+        # redone for a change of its command)
+        dataset=lambda wildcards, input: " ".join(
+            [split_options(wildcards, input)]
+            + [
+                cli_options({key: value})
+                for key, value in config["dataset"].items()
+                if key in ("top_tags", "min_positives")
+            ]
+        ),
         out=lambda wildcards, output: Path(output.tags).parent,
         fractions=" ".join(str(f) for f in config["split"]["fractions"]),
         seed=config["split"]["seed"],
