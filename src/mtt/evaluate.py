@@ -46,10 +46,14 @@ def run(args) -> int:
           f"pr_auc={report['pr_auc']['macro']:.4f} "
           f"[{report['pr_auc'].get('ci_low', float('nan')):.4f}, "
           f"{report['pr_auc'].get('ci_high', float('nan')):.4f}]", file=sys.stderr)
-    if report["excluded_tags"]:
-        print(f"mtt evaluate: {len(report['excluded_tags'])} of {report['n_tags']} tags left out "
-              f"of the macro averages, no positive (or no negative) song in {args.tracks}: "
-              f"{', '.join(report['excluded_tags'])}", file=sys.stderr)
+    excluded = report["excluded_tags"]
+    if excluded:
+        unseen = [tag for tag in excluded if report["per_tag"][tag]["positives"] == 0]
+        everywhere = [tag for tag in excluded if tag not in unseen]
+        reasons = "; ".join(f"no {kind} song for {', '.join(tags)}" for kind, tags in
+                            (("positive", unseen), ("negative", everywhere)) if tags)
+        print(f"mtt evaluate: {len(excluded)} of {report['n_tags']} tags left out of the macro "
+              f"averages, {args.tracks} has {reasons}", file=sys.stderr)
     return 0
 
 
