@@ -207,6 +207,25 @@ def test_early_stopping_counts_epochs_without_improvement(toy, tmp_path):
     assert info["meta"]["best_epoch"] == 1 and "early stop" in info["meta"]["stopped"]
 
 
+@pytest.mark.parametrize("select_by", ["valid_roc_auc", "valid_pr_auc", "valid_auc"])
+def test_select_by_keeps_the_epoch_of_the_best_validation_score(toy, tmp_path, select_by):
+    out = tmp_path / select_by
+    assert main(train_args(toy, out, "--max-epochs", "5", "--patience", "2",
+                           "--steps-per-epoch", "2", "--select-by", select_by)) == 0
+    history = read_history(out)
+    score = {"valid_roc_auc": lambda r: float(r["valid_roc_auc"]),
+             "valid_pr_auc": lambda r: float(r["valid_pr_auc"]),
+             "valid_auc": lambda r: float(r["valid_roc_auc"]) + float(r["valid_pr_auc"])}[select_by]
+    best = max(history, key=lambda r: (score(r), -int(r["epoch"])))  # the first of equal ones
+    _, info = load_checkpoint(out / "best.ckpt")
+    assert info["meta"]["best_epoch"] == int(best["epoch"])
+    assert info["meta"]["select_by"] == select_by
+    stopped = info["meta"]["stopped"]
+    assert ("early stop: no higher" in stopped) == (len(history) - int(best["epoch"]) >= 2)
+    # the kept weights are the ones of that epoch: re-validating them gives its score
+    assert info["meta"]["best_valid_loss"] == pytest.approx(float(best["valid_loss"]), abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def pseudo_labels(toy, teacher, tmp_path_factory):
     out = tmp_path_factory.mktemp("pl") / "unlabeled.labels.h5"
