@@ -58,3 +58,45 @@ def test_mtat_official_split_files_without_unpickling(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mtt.cli", *map(str, args)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "test.npy" in result.stderr
+
+
+def test_workflow_plans_and_splits_on_the_official_mtg_jamendo_split(tmp_path):
+    """`dataset: official_split` in a config: the plan runs `mtt split --official-split`, and the
+    split job turns the real split-0 into our split folder."""
+    from test_workflow import TINY, planned_jobs, snakemake
+    config = tmp_path / "official.yaml"
+    config.write_text(f"dataset:\n  format: mtg-jamendo\n  audio_root: {tmp_path}\n"
+                      f"  official_split: {SPLIT0}\n")
+    plan = snakemake("-n", "-p", "--cores", "1", "--configfile", TINY, config, workdir=tmp_path)
+    assert planned_jobs(plan.stdout)["build_splits"] == 1
+    split = next(line for line in plan.stdout.splitlines() if "mtt.cli split" in line)
+    assert f"--format mtg-jamendo --official-split {SPLIT0} --out results/split" in split
+    assert "--metadata" not in split
+    snakemake("--cores", "1", "--configfile", TINY, config, "--until", "build_splits",
+              workdir=tmp_path)
+    report = json.loads((tmp_path / "results" / "split" / "report.json").read_text())
+    assert report["official_split"] == str(SPLIT0) and len(report["tags"]) == 56
+
+
+def test_workflow_plans_the_official_mtat_split_with_its_annotations(tmp_path):
+    from test_workflow import TINY, snakemake
+    (tmp_path / "mtat").mkdir()
+    (tmp_path / "annotations_final.csv").write_text("")
+    config = tmp_path / "official.yaml"
+    config.write_text(f"dataset:\n  format: mtat\n  audio_root: {tmp_path}\n  top_tags: 50\n"
+                      f"  metadata: {tmp_path}/annotations_final.csv\n"
+                      f"  official_split: {tmp_path}/mtat\n")
+    plan = snakemake("-n", "-p", "--cores", "1", "--configfile", TINY, config, workdir=tmp_path)
+    split = next(line for line in plan.stdout.splitlines() if "mtt.cli split" in line)
+    assert (f"--format mtat --official-split {tmp_path}/mtat --metadata "
+            f"{tmp_path}/annotations_final.csv" in split) and "--top-tags 50" in split
+
+
+def test_official_split_with_min_positives_is_one_clear_error(tmp_path):
+    from test_workflow import TINY, snakemake
+    config = tmp_path / "official.yaml"
+    config.write_text(f"dataset:\n  format: mtg-jamendo\n  audio_root: {tmp_path}\n"
+                      f"  official_split: {SPLIT0}\n  min_positives: 5\n")
+    result = snakemake("-n", "--configfile", TINY, config, workdir=tmp_path, check=False)
+    assert result.returncode != 0 and ("Invalid configuration at dataset > min_positives: it is "
+                                       "for our split, not an official_split") in result.stdout

@@ -27,7 +27,7 @@ rule demo_data:
 
 rule build_splits:
     input:
-        unpack(split_inputs),
+        unpack(build_split_inputs),
     output:
         **{split: f"{RESULTS}/split/{split}.tsv" for split in SPLITS},
         tags=f"{RESULTS}/split/tags.txt",
