@@ -60,3 +60,16 @@ def test_report_of_a_run_split_otherwise_warns(tmp_path):
     result = snakemake("--report", "report.html", "--configfile", TINY, workdir=tmp_path,
                        check=False)
     assert "Warning: the run in results/ was split with seed 4 (this config: 0)" in result.stderr
+
+
+def test_report_of_our_split_with_an_official_split_config_warns(tmp_path):
+    split = tmp_path / "results" / "split"
+    split.mkdir(parents=True)
+    (split / "report.json").write_text(json.dumps({"format": "mtg-jamendo", "seed": 0}))
+    config = tmp_path / "official.yaml"
+    config.write_text(f"dataset:\n  format: mtg-jamendo\n  audio_root: {tmp_path}\n"
+                      f"  official_split: {tmp_path}\n")
+    result = snakemake("--report", "report.html", "--configfile", TINY, config, workdir=tmp_path,
+                       check=False)
+    assert (f"Warning: the run in results/ was split with official_split None (this config: "
+            f"{tmp_path})") in result.stderr

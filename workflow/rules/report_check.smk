@@ -6,10 +6,18 @@ import sys
 
 def split_differences(report_json):
     """Settings of the split in `report_json` that differ from this config's, as text."""
-    recorded = json.loads(Path(report_json).read_text())
+    try:
+        recorded = json.loads(Path(report_json).read_text())
+    except (OSError, ValueError):
+        return []  # not readable: the report itself will say what is missing
     expected = {"format": "msd" if DEMO else config["dataset"]["format"], **config["split"]}
-    return [f"{key} {recorded[key]} (this config: {value})" for key, value in expected.items()
-            if key in recorded and recorded[key] != value]
+    differences = [f"{key} {recorded[key]} (this config: {value})"
+                   for key, value in expected.items() if key in recorded and recorded[key] != value]
+    official = config["dataset"].get("official_split")
+    if recorded.get("official_split") != (None if official is None else str(official)):
+        differences.append(f"official_split {recorded.get('official_split')} (this config: "
+                           f"{official})")
+    return differences
 
 
 def warn_if_reporting_another_run():
