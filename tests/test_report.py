@@ -26,3 +26,13 @@ def test_every_package_the_report_needs_is_a_declared_dependency():
     snakemakes = {_name(r) for r in importlib.metadata.requires("snakemake") if "extra ==" not in r}
     missing = needed - ours - snakemakes
     assert not missing, f"snakemake --report needs {sorted(missing)}: add them to pyproject.toml"
+
+
+def test_ci_installs_chromium_then_runs_exactly_the_readmes_test_command():
+    """.ci/run is what CI runs: the README's test command, word for word, as its last line, after
+    installing the browser the report test opens (the one system package pip cannot give)."""
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"Install and run the test suite.*?```bash\n(.*?)\n```", readme, re.S)[1]
+    ci = (ROOT / ".ci" / "run").read_text().rstrip().splitlines()
+    assert ci[-1] == command
+    assert any("apt-get install -y chromium" in line for line in ci[:-1])
