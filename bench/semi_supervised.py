@@ -41,7 +41,6 @@ import torch
 from mtt.cli import main as mtt
 from mtt.demo_data import TAGS, make_catalogue, observe_all
 
-MODELS = ("teacher", "kd", "ke")
 SPLITS = ("train", "valid", "test", "student")
 
 
@@ -99,6 +98,13 @@ def parse_args():
     p.add_argument("--teacher-drop-path", type=float, default=0.1)
     p.add_argument("--label-blend", type=float, default=0.0,
                    help="students: labeled targets blended with the teacher's predictions")
+    p.add_argument("--pseudo-mode", choices=["soft", "hard", "threshold"], default="soft")
+    p.add_argument("--pseudo-threshold", type=float, default=0.5)
+    p.add_argument("--labeled-ratio", type=float, default=0.5,
+                   help="students: share of labeled crops in a batch")
+    p.add_argument("--pseudo-weight", type=float, default=1.0)
+    p.add_argument("--students", nargs="+", choices=["kd", "ke"], default=["kd", "ke"],
+                   help="students to train (a screen may train one)")
     p.add_argument("--labeled-share", type=float, default=1.0,
                    help="train on this share of the labeled train artists (drawn once per demo "
                    "seed); the others' songs are left out, so fewer labels face the same "
@@ -190,7 +196,10 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
         command += ["--pseudo-labels", str(student_of), "--unlabeled-mels",
                     str(mels / "student.h5"), "--noise", args.noise,
                     "--noise-prob", str(args.noise_prob), "--dropout", str(args.student_dropout),
-                    "--drop-path", str(args.student_drop_path)]
+                    "--drop-path", str(args.student_drop_path),
+                    "--pseudo-mode", args.pseudo_mode, "--pseudo-threshold", str(args.pseudo_threshold),
+                    "--labeled-ratio", str(args.labeled_ratio),
+                    "--pseudo-weight", str(args.pseudo_weight)]
         if labeled_of is not None:
             command += ["--labeled-pseudo-labels", str(labeled_of),
                         "--label-blend", str(args.label_blend)]
@@ -272,10 +281,15 @@ def student_key(args) -> str:
     return (f"kd{args.kd[0]}x{args.kd[1]}_ke{args.ke[0]}x{args.ke[1]}_{args.noise}_"
             f"{args.noise_prob}_{args.student_dropout}_{args.student_drop_path}_"
             f"pl{args.pseudo_chunks}_blend{args.label_blend}"
-            + (f"_b{args.student_batch_size}" if args.student_batch_size != args.batch_size else ""))
+            + (f"_b{args.student_batch_size}" if args.student_batch_size != args.batch_size else "")
+            + (f"_{args.pseudo_mode}{args.pseudo_threshold:g}" if args.pseudo_mode != "soft" else "")
+            + (f"_lr{args.labeled_ratio:g}" if args.labeled_ratio != 0.5 else "")
+            + (f"_pw{args.pseudo_weight:g}" if args.pseudo_weight != 1 else ""))
 
 
 def pseudo_label(args, teacher: Path, mels: Path, out: Path) -> Path:
+    if out.exists():
+        return out
     check(mtt(["pseudo-label", "--checkpoint", str(teacher), "--mels", str(mels),
                "--out", str(out), "--chunks", str(args.pseudo_chunks), "--device", "cpu",
                "--threads", "1"]), "pseudo-label")
@@ -310,7 +324,7 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
     if args.label_blend > 0:
         labeled = pseudo_label(args, teacher, root / "mels" / "train.h5",
                                teacher_runs / f"train_predictions_c{args.pseudo_chunks}.h5")
-    for name in ("kd", "ke"):
+    for name in args.students:
         out = student_runs / name
         checkpoints[name] = (train(args, root, out, seed, getattr(args, name), labels, labeled), out)
     for model, (checkpoint, out) in checkpoints.items():
@@ -319,7 +333,7 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
                                        "valid")
     print("run demo_seed={demo_seed} seed={seed}: ".format(**row) + "  ".join(
         f"{m} roc={row[m]['roc_auc']:.4f} pr={row[m]['pr_auc']:.4f} "
-        f"(best epoch {row[m]['best_epoch']}/{row[m]['epochs']})" for m in MODELS),
+        f"(best epoch {row[m]['best_epoch']}/{row[m]['epochs']})" for m in ("teacher", *args.students)),
         file=sys.stderr, flush=True)
     return row
 
@@ -330,6 +344,7 @@ def mean_std(values):
 
 def main():
     args = parse_args()
+    models = ("teacher", *args.students)
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
@@ -358,11 +373,11 @@ def main():
           f"training seeds), demo size {args.size}; {recipe}")
     summary = {}
     for metric in ("roc_auc", "pr_auc"):
-        for model in MODELS:
+        for model in models:
             m, s = mean_std([r[model][metric] for r in results])
             summary[f"{model}_{metric}"] = m
             print(f"{model:8s} test macro {metric}: {m:.4f} ± {s:.4f}")
-        for model in ("kd", "ke"):
+        for model in args.students:
             gains = [r[model][metric] - r["teacher"][metric] for r in results]
             m, s = mean_std(gains)
             wins = sum(g > 0 for g in gains)
@@ -374,12 +389,12 @@ def main():
         print(f"valid macro {metric}: " + "  ".join(
             "{} {:.4f} ± {:.4f}".format(model, *mean_std([r[model]["valid"][metric]
                                                           for r in results]))
-            for model in MODELS))
+            for model in models))
     for demo_seed in args.demo_seeds:
         rows = [r for r in results if r["demo_seed"] == demo_seed]
         print(f"demo seed {demo_seed}: " + "  ".join(
             f"{m} roc={statistics.mean(r[m]['roc_auc'] for r in rows):.4f} "
-            f"pr={statistics.mean(r[m]['pr_auc'] for r in rows):.4f}" for m in MODELS))
+            f"pr={statistics.mean(r[m]['pr_auc'] for r in rows):.4f}" for m in models))
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in summary.items())
           + f" runs={len(results)} minutes={minutes:.1f}")
