@@ -19,7 +19,7 @@ from .data import keep_stored, read_split
 from .mel_store import MelStore
 from .metrics import tagging_report
 from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
-                      resolve_device, set_threads)
+                      resolve_device, select_precision, set_threads)
 from .tags import read_tag_list
 
 
@@ -65,6 +65,7 @@ def evaluate(args) -> dict:
     tags = read_tag_list(args.tags)
     set_threads(args.threads)
     device = resolve_device(args.device)
+    precision = select_precision(args.precision, device)
     model, info = load_checkpoint(args.checkpoint)
     if info["tags"] != tags:
         raise ValueError(f"{args.checkpoint}: its tags differ from {args.tags} "
@@ -76,12 +77,13 @@ def evaluate(args) -> dict:
         raise ValueError(f"{args.tracks}: no song has a stored mel in {list(map(str, args.mels))}")
     probs = predict_songs(model, store, track_ids, device, chunks=args.chunks,
                           whole_song=args.whole_song, frames=checkpoint_frames(model, info),
-                          batch_size=args.batch_size, progress=True)
+                          batch_size=args.batch_size, progress=True, precision=precision)
     report = tagging_report(labels, probs, tags, n_bootstrap=args.bootstrap, seed=args.seed)
     report["n_tags"] = len(tags)  # n_tags_evaluated of them, without excluded_tags
     report["checkpoint"] = str(args.checkpoint)
     report["tracks"] = str(args.tracks)
     report["prediction"] = "whole song" if args.whole_song else f"mean of {args.chunks} chunks"
+    report["precision"] = precision
     write_outputs(args.out, report, track_ids, probs, labels, tags)
     return report
 

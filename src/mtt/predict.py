@@ -2,9 +2,10 @@
 
 Shared by validation during training, `mtt evaluate` and `mtt pseudo-label`. Reading and
 batching run in a background thread so that they overlap the model's forward passes; the
-forward runs without autograd, in bf16 autocast on CUDA.
+forward runs without autograd, in the precision chosen by `--precision` (see `resolve_precision`).
 """
 import contextlib
+import functools
 import queue
 import threading
 
@@ -32,10 +33,54 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; nothing on CPU."""
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (bf16 matrix units): torch's check, else /proc/cpuinfo."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if check is not None:
+        return bool(check())
+    try:
+        return "amx_bf16" in open("/proc/cpuinfo").read().split()
+    except OSError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device, *, amx: bool | None = None,
+                      cuda_bf16: bool | None = None) -> str:
+    """`--precision` for `device`: "fp32" or "bf16". "auto" takes bf16 only where it is faster:
+    CUDA with bf16 support, a CPU with AMX; fp32 elsewhere (on a CPU without AMX bf16 runs, but
+    slower). `amx` / `cuda_bf16` fake the device's capabilities (None: detect them)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if device.type == "cuda" and precision != "fp32" and cuda_bf16 is None:
+        cuda_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
+        raise ValueError(f"--precision bf16: {device} has no bf16 support")
+    if precision != "auto":
+        return precision
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return "bf16" if cuda_bf16 else "fp32"
+    if device.type == "cpu":
+        return "bf16" if (cpu_has_amx() if amx is None else amx) else "fp32"
+    return "fp32"
+
+
+def select_precision(precision: str, device: torch.device) -> str:
+    """resolve_precision, and fp32 on CUDA made true float32: cuDNN otherwise runs convolutions
+    in TF32. For commands, once per process."""
+    resolved = resolve_precision(precision, device)
+    if device.type == "cuda" and resolved == "fp32":
+        torch.backends.cudnn.allow_tf32 = False
+    return resolved
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast where `precision` resolves to bf16 on `device`; nothing for fp32."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -103,18 +148,21 @@ def _prefetch(iterator, depth=2):
 
 @torch.inference_mode()
 def predict_songs(model, store, track_ids, device, *, chunks: int = 8, whole_song: bool = False,
-                  frames: int | None = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                  frames: int | None = None, batch_size: int = 64, progress: bool = False,
+                  precision: str = "auto") -> np.ndarray:
     """Song-level probabilities (N, n_tags) float32 for `track_ids` read from `store`.
 
     Chunk mode: the mean of the sigmoid outputs of `chunks` evenly spaced crops of `frames`
     frames (the model's crop length by default), which cover the song when chunks * frames is at
     least its length. Whole-song mode (transformer only): one pass over the whole song.
-    `batch_size` counts model inputs (chunks or songs) per forward pass.
+    `batch_size` counts model inputs (chunks or songs) per forward pass; `precision` as
+    `--precision` (resolve_precision).
     """
     was_training = model.training
     model.eval()
     n_tags = model.config["n_tags"]
     out = np.zeros((len(track_ids), n_tags), dtype=np.float32)
+    precision = resolve_precision(precision, device)
     if whole_song:
         if not hasattr(model, "max_frames"):
             raise ValueError(f"whole-song prediction needs a transformer, not a {model.kind}")
@@ -126,7 +174,7 @@ def predict_songs(model, store, track_ids, device, *, chunks: int = 8, whole_son
         x = torch.from_numpy(mels)
         if device.type == "cuda":
             x = x.pin_memory().to(device, non_blocking=True)
-        with autocast(device):
+        with autocast(device, precision):
             probs = torch.sigmoid(model(x).float())
         out[indices] = probs.view(len(indices), n_chunks, n_tags).mean(1).cpu().numpy()
         bar.update(len(indices))
@@ -142,7 +190,8 @@ def checkpoint_frames(model, info) -> int:
 
 
 def add_prediction_arguments(parser) -> None:
-    """--chunks N | --whole-song, --batch-size, --device: shared by evaluate and pseudo-label."""
+    """--chunks N | --whole-song, --batch-size, --device, --threads, --precision: shared by
+    evaluate and pseudo-label."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--chunks", type=int, default=8,
                       help="evenly spaced chunks per song, predictions averaged (default 8)")
@@ -151,3 +200,10 @@ def add_prediction_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="model inputs per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    add_precision_argument(parser)
+
+
+def add_precision_argument(parser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="fp32, bf16 autocast, or auto (default): bf16 where it is faster, "
+                             "on CUDA with bf16 support or a CPU with AMX; fp32 elsewhere")

@@ -36,7 +36,8 @@ from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
 from .models import build_model
 from .noise import NOISE_KINDS, MelNoise, parse_noise_kinds
-from .predict import autocast, crop_frames, predict_songs, resolve_device, set_threads
+from .predict import (PRECISIONS, autocast, crop_frames, predict_songs, resolve_device,
+                      select_precision, set_threads)
 from .tags import read_tag_list
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "lr",
@@ -46,12 +47,12 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_
 RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
                 "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
                 "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience",
-                "label_blend", "ema_decay", "select_by"]
+                "label_blend", "ema_decay", "select_by", "precision"]
 
 
 # Settings added after last.ckpt files were first written: an older file ran with these values.
 IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0,
-                     "select_by": "valid_loss"}
+                     "select_by": "valid_loss", "precision": "fp32"}
 # --select-by: the validation score that picks the kept epoch and counts the patience
 SELECT_BY = {"valid_loss": "lowest validation loss",
              "valid_roc_auc": "highest validation macro ROC-AUC",
@@ -110,6 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "these settings and these input files (same sizes and modification times); "
                      "for workflow managers, which rerun a finished job only to redo it")
     opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    opt.add_argument("--precision", choices=PRECISIONS, default="auto",
+                     help="fp32, bf16 autocast, or auto (default): bf16 where it is faster, on "
+                          "CUDA with bf16 support or a CPU with AMX; fp32 elsewhere")
     opt.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     student = parser.add_argument_group("noisy student")
     student.add_argument("--pseudo-labels", nargs="+", type=Path, default=[],
@@ -237,6 +241,7 @@ class Trainer:
                 self.device = torch.device("cuda", local_rank)
                 torch.cuda.set_device(self.device)
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.precision = select_precision(args.precision, self.device)  # "fp32" or "bf16"
         self.is_main = self.rank == 0
         self.out = args.out
         self.tags = read_tag_list(args.tags)
@@ -262,7 +267,7 @@ class Trainer:
             "warmup_steps": args.warmup_steps, "lr_decay": args.lr_decay,
             "lr_patience": args.lr_patience if args.lr_decay < 1 else None,
             "label_blend": args.label_blend, "ema_decay": args.ema_decay,
-            "select_by": args.select_by,
+            "select_by": args.select_by, "precision": self.precision,
         }
         self._build_data()
         self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_score": -math.inf,
@@ -615,7 +620,7 @@ class Trainer:
             x = torch.cat([x_l, x_p])
         else:
             x, y_l, _ = self.noise(mels, targets)
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             logits = self.ddp_model(x).float()
         loss = F.binary_cross_entropy_with_logits(logits[:len(y_l)], y_l)
         if self.is_student:
@@ -633,7 +638,8 @@ class Trainer:
     def _validate(self) -> dict:
         probs = predict_songs(self.validated_model, self.valid_store, self.valid_ids, self.device,
                               chunks=self.args.valid_chunks, frames=self.frames,
-                              batch_size=max(self.args.batch_size, self.args.valid_chunks))
+                              batch_size=max(self.args.batch_size, self.args.valid_chunks),
+                              precision=self.precision)
         labels = self.valid_labels
         clipped = np.clip(probs, 1e-7, 1 - 1e-7)
         loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
