@@ -37,7 +37,7 @@ scattergather:
 wildcard_constraints:
     split="|".join(SPLITS),
     teacher="[a-z0-9_]+",
-    student=r"student_[a-z0-9]+(_round[0-9]+)?",
+    student=r"student_(resnet_)?[a-z0-9]+(_round[0-9]+)?",
     model=r"[a-z0-9_]+",
     scatteritem=r"[0-9]+-of-[0-9]+",
 

@@ -112,6 +112,43 @@ def test_summarize_adds_stop_reasons_and_paired_differences(tmp_path):
                    f"{expected['ci_high']:+.4f}]")
 
 
+def test_comparison_has_one_row_per_family_each_student_against_its_own_teacher(tmp_path):
+    """The paper's table: a Music Tagging Transformer row and a ResNet row (per metric), each
+    with supervised, KD and KE, and every student paired with its own family's teacher."""
+    labels, student, teacher = labels_and_two_models()
+    _, resnet_student, resnet_teacher = labels_and_two_models(seed=3)
+    order = np.arange(len(labels))
+    models = {"teacher": teacher, "resnet_teacher": resnet_teacher, "student_kd": student,
+              "student_ke": teacher * 0.5 + student * 0.5, "student_resnet_kd": resnet_student,
+              "student_resnet_ke": resnet_teacher}
+    for model, probs in models.items():
+        write_model(tmp_path, model, labels, probs, "x", order)
+    args = ["--metrics", *[tmp_path / "evaluation" / m / "metrics.json" for m in models],
+            "--predictions", *[tmp_path / "evaluation" / m / "predictions.h5" for m in models],
+            "--bootstrap", "100", "--out", tmp_path / "summary.tsv",
+            "--comparison", tmp_path / "comparison.tsv"]
+    assert main(["summarize", *map(str, args)]) == 0
+
+    summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t").set_index("model")
+    assert [m for m in models if summary.loc[m, "family"] == "resnet"] == [
+        "resnet_teacher", "student_resnet_kd", "student_resnet_ke"]
+    assert summary.loc["student_resnet_ke", "method"] == "noisy student KE"
+    comparison = pd.read_csv(tmp_path / "comparison.tsv", sep="\t", keep_default_na=False)
+    assert list(comparison["model"]) == ["Music Tagging Transformer"] * 2 + ["ResNet"] * 2
+    assert list(comparison.columns[2:]) == [
+        "supervised", "noisy student KD", "noisy student KE",
+        "noisy student KD - supervised", "noisy student KE - supervised"]
+    resnet = comparison[comparison["model"] == "ResNet"].set_index("metric")
+    # the ResNet KE student predicts what its teacher does: exactly no difference
+    assert resnet.loc["ROC-AUC", "noisy student KE - supervised"] == \
+        "+0.0000 [+0.0000, +0.0000]"
+    expected = paired_difference(labels, resnet_student, resnet_teacher,
+                                 n_resamples=100)["roc_auc"]
+    assert resnet.loc["ROC-AUC", "noisy student KD - supervised"] == (
+        f"{expected['difference']:+.4f} [{expected['ci_low']:+.4f}, {expected['ci_high']:+.4f}]")
+    assert (comparison.drop(columns=["model", "metric"]) != "").all().all()
+
+
 def test_summarize_refuses_students_evaluated_on_other_songs(tmp_path, capsys):
     labels, student, teacher = labels_and_two_models()
     write_model(tmp_path, "teacher", labels, teacher, "x", np.arange(len(labels)))

@@ -52,6 +52,17 @@ def planned_jobs(output: str) -> dict:
                                                            re.M)}
 
 
+def student_teachers(output: str) -> dict:
+    """student -> the model whose pseudo-label shards its planned `mtt train` reads (-p)."""
+    pairs = re.findall(r"--pseudo-labels \S+/pseudo_labels/(\w+)/\S+ .*?--out \S+/models/(\w+) ",
+                       output)
+    return {student: teacher for teacher, student in pairs}
+
+
+FAMILY_TEACHERS = {"student_kd": "teacher", "student_ke": "teacher",
+                   "student_resnet_kd": "resnet_teacher", "student_resnet_ke": "resnet_teacher"}
+
+
 # ---- planning, validation, lint (seconds) -------------------------------------------------
 
 def test_default_config_plans_the_whole_demo_pipeline(tmp_path):
@@ -63,21 +74,47 @@ def test_default_config_plans_the_whole_demo_pipeline(tmp_path):
     }
 
 
+def test_the_resnet_family_is_off_by_default_and_learns_from_its_own_teacher(tmp_path):
+    """resnet_teacher.enabled switches on the ResNet teacher and its students, which read the
+    ResNet teacher's pseudo-label shards; the transformer students read the teacher's."""
+    result = snakemake("-n", "-p", "--cores", "2", workdir=tmp_path)
+    assert student_teachers(result.stdout) == {"student_kd": "teacher", "student_ke": "teacher"}
+    assert "resnet_teacher" not in result.stdout and "student_resnet" not in result.stdout
+
+    on = tmp_path / "resnet.yaml"
+    on.write_text("resnet_teacher:\n  enabled: true\n")
+    result = snakemake("-n", "-p", "--cores", "2", "--configfile", on, workdir=tmp_path)
+    jobs = planned_jobs(result.stdout)
+    assert jobs["train_resnet_teacher"] == 1 and jobs["train_student"] == 4
+    assert jobs["pseudo_label"] == 4 and jobs["evaluate"] == 6
+    assert student_teachers(result.stdout) == FAMILY_TEACHERS
+    for shard in ("1-of-2", "2-of-2"):
+        assert (f"--checkpoint results/models/resnet_teacher/best.ckpt --mels "
+                f"results/mels/student/{shard}.h5 --out results/pseudo_labels/resnet_teacher/"
+                f"{shard}.h5") in result.stdout
+    # a ResNet student gets the ResNet options, not the students' shared transformer ones
+    kd = re.search(r"--out results/models/student_resnet_kd (.*)", result.stdout).group(1)
+    assert "--model resnet --conv-channels 8 --device" in kd and "--drop-path" not in kd
+
+
 def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text("preprocess:\n  shards: {train: 3, valid: 2, test: 1, student: 4}\n"
                      "noisy_student:\n  rounds: 2\n  students:\n    ke: null\n"
+                     "    resnet_ke: null\n"
                      "resnet_teacher:\n  enabled: true\n  model: resnet\n")
-    result = snakemake("-n", "--cores", "2", "--configfile", TINY, extra, workdir=tmp_path)
+    result = snakemake("-n", "-p", "--cores", "2", "--configfile", TINY, extra, workdir=tmp_path)
     jobs = planned_jobs(result.stdout)
     assert jobs["preprocess_mel"] == 3 + 2 + 1 + 4
-    # round 1 labels with the teacher, round 2 with the round-1 KD student: 4 shards each
-    assert jobs["pseudo_label"] == 8
-    assert jobs["train_student"] == 2
+    # round 1 of each family labels with its teacher, round 2 with its round-1 KD student:
+    # teacher, resnet_teacher, student_kd, student_resnet_kd, 4 shards each
+    assert jobs["pseudo_label"] == 16
+    assert jobs["train_student"] == 4
     assert jobs["train_resnet_teacher"] == 1
-    assert jobs["evaluate"] == 4  # teacher, resnet_teacher, student_kd, student_kd_round2
-    assert "results/pseudo_labels/student_kd/4-of-4.h5" in result.stdout
-    assert "results/models/student_kd_round2/best.ckpt" in result.stdout
+    assert jobs["evaluate"] == 6  # the two teachers, 2 rounds of student_kd, student_resnet_kd
+    assert student_teachers(result.stdout) == {
+        "student_kd": "teacher", "student_kd_round2": "student_kd",
+        "student_resnet_kd": "resnet_teacher", "student_resnet_kd_round2": "student_resnet_kd"}
 
 
 def test_converged_demo_config_plans_longer_training(tmp_path):
@@ -103,7 +140,13 @@ def test_real_data_configs_validate_and_plan(tmp_path, config):
                        overrides, workdir=tmp_path)
     jobs = planned_jobs(result.stdout)
     assert jobs["train_teacher"] == 1 and jobs["train_resnet_teacher"] == 1
-    assert jobs["train_student"] == 2 and jobs["evaluate"] == 4
+    # both families, KD and KE for each: the paper's comparison
+    assert jobs["train_student"] == 4 and jobs["evaluate"] == 6
+    assert student_teachers(result.stdout) == FAMILY_TEACHERS
+    resnets = re.findall(r"--out \S+/models/(\w+) --crop-seconds 3.69 .* --model resnet "
+                         r"--conv-channels (\d+) --device", result.stdout)
+    assert sorted(resnets) == [("resnet_teacher", "128"), ("student_resnet_kd", "64"),
+                               ("student_resnet_ke", "128")]
     assert "demo_data" not in jobs
     assert "--preset teacher --conv-channels 128 --width 256" in result.stdout
     assert "--lr 0.0001" in result.stdout and "--batch-size 32" in result.stdout
@@ -117,6 +160,10 @@ def test_real_data_configs_validate_and_plan(tmp_path, config):
      "noisy_student > students > kd > noise", "'blur' does not match"),
     ("training:\n  lr: -1\n", "training > lr", "less than or equal to the minimum"),
     ("dataset:\n  format: msd\n", "dataset", "'audio_root' is a required property"),
+    ("noisy_student:\n  students:\n    kd: {model: resnet, teacher: resnet}\n",
+     "noisy_student > students > kd > teacher", "'resnet' is not one of"),
+    ("noisy_student:\n  students:\n    rkd: {model: resnet, teacher: resnet_teacher}\n",
+     "noisy_student > students > rkd", "a student of resnet_teacher needs a key starting resnet_"),
 ])
 def test_a_wrong_key_or_value_fails_with_one_clear_message(tmp_path, content, where, what):
     bad = tmp_path / "bad.yaml"
@@ -284,6 +331,8 @@ def test_describe_model_reads_names():
     assert summarize.describe_model("student_ke_round3") == {
         "family": "transformer", "method": "noisy student KE", "round": 3}
     assert summarize.describe_model("resnet_teacher")["family"] == "resnet"
+    assert summarize.describe_model("student_resnet_kd_round2") == {
+        "family": "resnet", "method": "noisy student KD", "round": 2}
 
 
 # ---- the whole workflow on tests/tiny.yaml -------------------------------------------------

@@ -34,7 +34,8 @@ SUMMARY_COLUMNS = [
 ]
 FAMILY_NAMES = {"transformer": "Music Tagging Transformer", "resnet": "ResNet"}
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
-STUDENT = re.compile(r"^(?P<family>resnet_)?student_(?P<kind>[a-z0-9]+?)(_round(?P<round>\d+))?$")
+# student_<kind>: the transformer family; student_resnet_<kind>: the ResNet family
+STUDENT = re.compile(r"^student_(?P<family>resnet_)?(?P<kind>[a-z0-9]+?)(_round(?P<round>\d+))?$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

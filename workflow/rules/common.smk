@@ -1,4 +1,5 @@
 """Shared helpers: config validation, model names, command-line options from config entries."""
+import re
 import shlex
 from pathlib import Path
 
@@ -24,7 +25,13 @@ validate_config()
 RESULTS = config["results"]
 SPLITS = ["train", "valid", "test", "student", "none"]
 DEMO = config["dataset"]["format"] == "demo"
-STUDENTS = {k: v for k, v in config["noisy_student"]["students"].items() if v is not None}
+# The supervised models: the transformer teacher, and the ResNet teacher when enabled.
+RESNET_FAMILY = config.get("resnet_teacher", {}).get("enabled", False)
+SUPERVISED = ["teacher"] + (["resnet_teacher"] if RESNET_FAMILY else [])
+# Every student entry (null removes one), and those planned: a student whose teacher is off
+# (the ResNet family's, while resnet_teacher is not enabled) is not.
+STUDENT_ENTRIES = {k: v for k, v in config["noisy_student"]["students"].items() if v is not None}
+STUDENTS = {k: v for k, v in STUDENT_ENTRIES.items() if v.get("teacher", "teacher") in SUPERVISED}
 ROUNDS = config["noisy_student"]["rounds"]
 # Keys of the noisy_student section that are not `mtt train` options of every student.
 NOISY_STUDENT_SECTION_KEYS = {"rounds", "students"}
@@ -94,23 +101,22 @@ def student_name(kind, round_):
 
 
 def parse_student(name):
-    """`student_kd` -> ("kd", 1); `student_kd_round2` -> ("kd", 2)."""
-    stem = name.removeprefix("student_")
-    kind, _, round_ = stem.partition("_round")
+    """`student_kd` -> ("kd", 1); `student_resnet_kd_round2` -> ("resnet_kd", 2)."""
+    kind, round_ = re.fullmatch(r"student_(.+?)(?:_round(\d+))?", name).groups()
     return kind, int(round_ or 1)
 
 
 def teacher_of(student):
-    """The model that pseudo-labels for `student`: the teacher, then the previous round."""
+    """The model that pseudo-labels for `student`: its entry's `teacher` (`teacher` unless
+    given), then the previous round of the same student; each family has its own chain."""
     kind, round_ = parse_student(student)
-    return "teacher" if round_ == 1 else student_name(kind, round_ - 1)
+    if round_ > 1:
+        return student_name(kind, round_ - 1)
+    return STUDENTS[kind].get("teacher", "teacher")
 
 
 def supervised_models():
-    models = ["teacher"]
-    if config.get("resnet_teacher", {}).get("enabled", False):
-        models.append("resnet_teacher")
-    return models
+    return list(SUPERVISED)
 
 
 def student_models():
@@ -130,13 +136,15 @@ def model_options(model):
     overrides the noisy_student settings, which override the shared ones)."""
     options = dict(config["training"])
     if model in ("teacher", "resnet_teacher"):
-        entry = {k: v for k, v in config[model].items() if k != "enabled"}
+        own = {k: v for k, v in config[model].items() if k != "enabled"}
     else:
         kind, _ = parse_student(model)
         noisy = config["noisy_student"]
-        entry = {k: v for k, v in noisy.items() if k not in NOISY_STUDENT_SECTION_KEYS}
-        entry.update(STUDENTS[kind])
-    options.update(entry)
+        options.update({k: v for k, v in noisy.items() if k not in NOISY_STUDENT_SECTION_KEYS})
+        own = {k: v for k, v in STUDENT_ENTRIES[kind].items() if k != "teacher"}
+    if own.get("model") == "resnet":  # shared transformer settings do not reach a ResNet
+        options = {k: v for k, v in options.items() if k not in TRANSFORMER_ONLY}
+    options.update(own)
     return options
 
 
@@ -149,6 +157,8 @@ def train_options(model):
 # imported here: it needs torch; tests/test_config_checks.py keeps the two in step).
 TRANSFORMER_WIDTH = {None: 256, "teacher": 256, "compact_student": 64}  # by preset
 TRANSFORMER_HEADS = 8
+# `mtt train` options that only a transformer takes (a ResNet refuses them).
+TRANSFORMER_ONLY = {"preset", "width", "layers", "heads", "drop_path"}
 
 
 def check_config():
@@ -159,6 +169,12 @@ def check_config():
     fractions = config["split"]["fractions"]
     if abs(sum(fractions) - 1) > 1e-6:
         fail("split > fractions", f"{fractions} sum to {sum(fractions):g}; they must sum to 1")
+    for kind, entry in STUDENT_ENTRIES.items():  # the family in comparison.tsv is the name's
+        resnet = entry.get("teacher", "teacher") == "resnet_teacher"
+        if resnet != kind.startswith("resnet_"):
+            fail(f"noisy_student > students > {kind}",
+                 "a student of resnet_teacher needs a key starting resnet_" if resnet
+                 else "a key starting resnet_ needs teacher: resnet_teacher")
     where = {model: model for model in supervised_models()}
     where.update({student_name(kind, 1): f"noisy_student > students > {kind}" for kind in STUDENTS})
     for model, at in where.items():

@@ -34,36 +34,17 @@ rule train_teacher:
         " > {log} 2>&1"
 
 
-rule train_resnet_teacher:
-    input:
-        train=f"{RESULTS}/split/train.tsv",
-        valid=f"{RESULTS}/split/valid.tsv",
-        tags=f"{RESULTS}/split/tags.txt",
-        mels=mel_shards("train", "valid"),
+# The ResNet family's teacher: the same stage with its own settings and outputs.
+use rule train_teacher as train_resnet_teacher with:
     output:
         best=f"{RESULTS}/models/resnet_teacher/best.ckpt",
         history=f"{RESULTS}/models/resnet_teacher/history.csv",
     params:
-        out=lambda wildcards, output: Path(output.best).parent,
         options=train_options("resnet_teacher") if "resnet_teacher" in supervised_models() else "",
-        device=config["device"],
-        command=train_command(),
-        threads=config["resources"]["train"]["threads"],
     log:
         log_path("train_resnet_teacher"),
     benchmark:
         benchmark_path("train_resnet_teacher")
-    threads: train_threads()
-    resources:
-        **stage_resources("train", gpu=True),
-    retries: config["retries"]
-    conda:
-        "../../envs/mtt.yaml"
-    shell:
-        "{params.command} --fresh-unless-interrupted --threads {params.threads}"
-        " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
-        " --out {params.out} {params.options} --device {params.device}"
-        " > {log} 2>&1"
 
 
 rule pseudo_label:
