@@ -52,6 +52,13 @@ def dry_run(tmp_path, content, *args):
        f"transformer width {WIDTH[preset]} is not divisible by heads 3") for preset in PRESETS],
     (only(f"width: {HEADS * 4 + 1}"), "noisy_student > students > s",
      f"transformer width {HEADS * 4 + 1} is not divisible by heads {HEADS}"),
+    # a ResNet's own entry may not give what only a transformer takes (the shared settings
+    # of every student do not reach it)
+    ("resnet_teacher:\n  enabled: true\n  heads: 4\n", "resnet_teacher",
+     "heads: transformer settings, not for a resnet"),
+    ("resnet_teacher:\n  enabled: true\nnoisy_student:\n  students:\n"
+     "    resnet_kd: {drop_path: 0.1, width: 8}\n", "noisy_student > students > resnet_kd",
+     "drop_path, width: transformer settings, not for a resnet"),
     ("dataset:\n  demo_seconds: 0.5\n", "dataset > demo_seconds",
      "0.5 is less than the minimum of 1"),
 ])

@@ -22,6 +22,7 @@ from mtt import plots, summarize
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
 TINY = ROOT / "tests" / "tiny.yaml"
+TINY_RESNET = ROOT / "tests" / "tiny_resnet.yaml"  # with tiny.yaml: the ResNet family on too
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -399,6 +400,62 @@ def test_changing_one_stage_setting_reruns_that_stage_and_downstream(tiny_run, t
     result = snakemake("-n", "--cores", "2", "--configfile", TINY, student, workdir=tiny_run)
     assert planned_jobs(result.stdout) == {"train_student": 1, "evaluate": 1, "summarize": 1,
                                            "report": 1, "all": 1}
+
+
+# What switching the ResNet family on adds to a finished tiny run, and what
+# --forcerun train_resnet_teacher replans: the ResNet chain and the tables, nothing else.
+RESNET_CHAIN = {"train_resnet_teacher": 1, "pseudo_label": 2, "train_student": 2, "evaluate": 3,
+                "summarize": 1, "report": 1, "all": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet_run(tiny_run, tmp_path_factory):
+    """The finished tiny run, then the same with tests/tiny_resnet.yaml: the ResNet family runs
+    end to end beside the transformer's (its plan first, then the run)."""
+    workdir = tmp_path_factory.mktemp("tiny_resnet") / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    args = ["--cores", "2", "--configfile", TINY, TINY_RESNET]
+    plan = snakemake("-n", *args, workdir=workdir)
+    snakemake(*args, workdir=workdir, timeout=900)
+    return workdir, planned_jobs(plan.stdout)
+
+
+@pytest.mark.slow
+def test_tiny_resnet_family_runs_end_to_end(tiny_resnet_run):
+    workdir, plan = tiny_resnet_run
+    assert plan == RESNET_CHAIN  # the transformer family's outputs are kept
+    results = workdir / "results"
+    summary = pd.read_csv(results / "evaluation" / "summary.tsv", sep="\t")
+    assert list(summary["model"]) == ["teacher", "resnet_teacher", "student_kd", "student_ke",
+                                      "student_resnet_kd", "student_resnet_ke"]
+    assert list(summary["family"]) == ["transformer", "resnet", "transformer", "transformer",
+                                       "resnet", "resnet"]
+    assert summary["roc_auc"].between(0, 1).all() and (summary["epochs"] == 2).all()
+    comparison = pd.read_csv(results / "evaluation" / "comparison.tsv", sep="\t")
+    assert list(comparison["model"]) == ["Music Tagging Transformer"] * 2 + ["ResNet"] * 2
+    interval = r"^[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]$"
+    for column in ("noisy student KD - supervised", "noisy student KE - supervised"):
+        assert comparison[column].str.match(interval).all(), column
+    # the ResNet teacher labeled the student set in its own shards, on its own 2 s input
+    with h5py.File(results / "pseudo_labels" / "resnet_teacher" / "2-of-2.h5", "r") as f:
+        assert f.attrs["checkpoint"].endswith("models/resnet_teacher/best.ckpt")
+    import torch
+    frames = {model: torch.load(results / "models" / model / "best.ckpt", map_location="cpu",
+                                weights_only=True)["meta"]["training"]["crop_frames"]
+              for model in ("teacher", "resnet_teacher", "student_resnet_kd")}
+    assert frames["resnet_teacher"] == frames["student_resnet_kd"] < frames["teacher"]
+
+
+@pytest.mark.slow
+def test_forcerun_resnet_teacher_replans_only_the_resnet_chain(tiny_resnet_run):
+    workdir, _ = tiny_resnet_run
+    args = ["--cores", "2", "--configfile", TINY, TINY_RESNET]
+    done = snakemake("-n", *args, workdir=workdir)
+    assert "Nothing to be done" in done.stdout + done.stderr
+    result = snakemake("-n", "-p", *args, "--forcerun", "train_resnet_teacher", workdir=workdir)
+    assert planned_jobs(result.stdout) == RESNET_CHAIN
+    assert student_teachers(result.stdout) == {"student_resnet_kd": "resnet_teacher",
+                                               "student_resnet_ke": "resnet_teacher"}
 
 
 @pytest.mark.slow

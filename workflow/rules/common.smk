@@ -183,6 +183,9 @@ def check_config():
         if options.get("pseudo_mode") == "threshold" and not 0.5 < (threshold or 0) < 1:
             fail(at, "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), "
                      + ("none is given" if threshold is None else f"not {threshold:g}"))
+        given = sorted(TRANSFORMER_ONLY & options.keys())  # a ResNet's own entry only
+        if options.get("model") == "resnet" and given:
+            fail(at, f"{', '.join(given)}: transformer settings, not for a resnet")
         if options.get("model") == "transformer":
             width = options.get("width", TRANSFORMER_WIDTH[options.get("preset")])
             heads = options.get("heads", TRANSFORMER_HEADS)
