@@ -72,6 +72,46 @@ def test_streamed_chunks_equal_slices_of_the_whole_songs_log_mel(published):
         assert torch.allclose(chunk, whole[:, s:s + published.chunk_frames], atol=1e-3)
 
 
+def test_blocks_of_any_size_give_the_chunks_of_the_whole_song(published):
+    from mtt.api import _Chunker
+    rng = np.random.default_rng(1)
+    for seconds in (0.5, 10.0, 31.3):
+        wave = (rng.standard_normal(int(22050 * seconds)) * 0.1).astype(np.float32)
+        chunker, got, at = _Chunker(published), [], 0
+        while at < wave.size:
+            size = int(rng.integers(1, 90_000))
+            got += chunker.feed(wave[at:at + size])
+            at += size
+        got += chunker.end("song")
+        assert [s for s, _ in got] == published._starts(wave)
+        assert chunker.wave.size <= 3 * published.chunk_frames * 512  # about two chunks held
+        for start, mel in got:
+            assert torch.equal(mel, published._chunk_mel(wave, start))
+
+
+def test_a_streamed_file_equals_the_whole_file_path(tmp_path, small_checkpoint):
+    """Decoded and resampled in blocks, chunks cut as they come: the same probabilities and
+    embeddings as decoding the whole file, one log-mel of the whole song, and slicing it."""
+    from mtt.api import chunk_starts, features
+    from mtt.audio import load_audio
+    rng = np.random.default_rng(2)
+    path = tmp_path / "stereo_44k.wav"
+    t = np.arange(int(44100 * 150.3)) / 44100
+    tone = 0.3 * np.sin(2 * np.pi * 330 * t * (1 + 0.1 * np.sin(t)))
+    stereo = np.stack([tone, 0.5 * tone], 1) + 0.05 * rng.standard_normal((t.size, 2))
+    soundfile.write(path, stereo.astype(np.float32), 44100, subtype="PCM_16")
+    tagger = Tagger.from_checkpoint(small_checkpoint)
+    whole = LogMel()(torch.from_numpy(load_audio(path)))
+    starts = chunk_starts(whole.shape[-1], tagger.chunk_frames)
+    with torch.inference_mode():
+        emb, logits = features(tagger.model, torch.stack([whole[:, s:s + tagger.chunk_frames] for s in starts]))
+    got_starts, probs = tagger.taggram(path)
+    _, embs = tagger.embed(path)
+    assert len(starts) == 16 and np.allclose(got_starts * 22050 / 512, starts)
+    assert np.abs(probs - torch.sigmoid(logits).numpy()).max() <= 1e-5
+    assert np.abs(embs - emb.numpy()).max() <= 1e-5
+
+
 def test_taggram_and_embeddings(published):
     wave = np.tile(np.load(REF / "clip_mono_22050.npy"), 6)  # 11.6 s -> 2 chunks
     starts, probs = published.taggram(wave)

@@ -1,4 +1,4 @@
-"""`mtt tag` on real audio: formats, rates, channels, batching, chunking, failures."""
+"""`mtt tag` on real audio: formats, rates, channels, batching, chunking, failures, memory."""
 import json
 import shutil
 import subprocess
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 from mtt.checkpoint import save_checkpoint
@@ -91,3 +92,57 @@ def test_text_output_and_missing_file(tmp_path, small_checkpoint):
 def test_bad_checkpoint_is_a_clear_error(tmp_path):
     result = mtt_tag(CLIPS[0], "--checkpoint", tmp_path / "none.ckpt")
     assert result.returncode == 2 and "none.ckpt" in result.stderr
+
+
+def test_each_bad_file_is_one_line_and_the_others_are_still_tagged(tmp_path, small_checkpoint):
+    tiny = tmp_path / "tiny.wav"  # 500 samples at 44.1 kHz: 250 at the model's rate
+    soundfile.write(tiny, np.full(500, 0.1, np.float32), 44100)
+    mp3 = SHARED / "audio" / "TRWJAZW128F42760DD_test.mp3"  # 30 s, with a Xing header
+    truncated = tmp_path / "truncated.mp3"
+    truncated.write_bytes(mp3.read_bytes()[: mp3.stat().st_size // 2])
+    text = tmp_path / "notes.mp3"
+    text.write_text("not audio at all\n" * 100)
+    good = [CLIPS[1], CLIPS[2]]
+    result = mtt_tag(good[0], tiny, truncated, text, good[1], "--checkpoint", small_checkpoint,
+                     "--format", "json")
+    assert result.returncode == 1
+    assert list(json.loads(result.stdout)) == [str(g) for g in good]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mtt tag:")]
+    assert errors == [
+        f"mtt tag: error: {tiny}: too short to tag (250 samples at 22050 Hz; at least 513 needed)",
+        f"mtt tag: error: {truncated}: truncated: decoded 14.87 s of the 29.95 s its header declares",
+        f"mtt tag: error: {text}: not readable as audio (unrecognised format or corrupt data)",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+PEAK_RSS = """import resource, sys
+from mtt.cli import main
+code = main(sys.argv[1:])
+print(f"peak_rss_mb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def peak_rss_mb(*args):
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, "tag", *map(str, args)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return float(result.stderr.split("peak_rss_mb")[-1])
+
+
+@pytest.mark.slow  # about 25 s, a minute on a busy machine
+def test_a_ten_minute_file_is_streamed_in_bounded_memory(tmp_path, small_checkpoint):
+    """10 min of stereo 44.1 kHz is 212 MB as float32 samples (106 MB mono, 53 MB resampled): a
+    whole-file decode would show; streamed, tagging it costs about what a 20 s file does."""
+    rate = 44100
+    block = (0.1 * np.random.default_rng(0).standard_normal((10 * rate, 2))).astype(np.float32)
+    paths = {}
+    for seconds in (20, 600):
+        paths[seconds] = tmp_path / f"{seconds}s.wav"
+        with soundfile.SoundFile(paths[seconds], "w", rate, 2, "PCM_16") as f:
+            for _ in range(seconds // 10):
+                f.write(block)
+    short, long = (peak_rss_mb(paths[s], "--checkpoint", small_checkpoint) for s in (20, 600))
+    assert long - short < 60, (short, long)
+    assert long < 800, long

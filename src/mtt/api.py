@@ -8,18 +8,19 @@
 
 A song is cut into consecutive chunks of the model's training crop (10 s for the transformer),
 the last one aligned to the song's end; a song of at most one chunk is one pass over the whole
-input. The song's probabilities (and embedding) are the mean over its chunks. Chunks are computed
-from the waveform one at a time (bounded memory for long files) and chunks of several songs
-share batches. Inputs are file paths or arrays (mono `(samples,)` or multi-channel
-`(channels, samples)` / `(samples, channels)`) at any sample rate (`sample_rate`, default
-22,050 Hz); channels are averaged.
+input. The song's probabilities (and embedding) are the mean over its chunks. Files are decoded
+and resampled in blocks and each chunk is computed as soon as its samples are in, so a long file
+never sits in memory whole; chunks of several songs share batches. Inputs are file paths or
+arrays (mono `(samples,)` or multi-channel `(channels, samples)` / `(samples, channels)`) at any
+sample rate (`sample_rate`, default 22,050 Hz); channels are averaged.
 """
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import soxr
 import torch
 import torch.nn.functional as F
 
-from .audio import AudioError, load_audio
+from .audio import AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint
 from .frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, SAMPLE_RATE, LogMel, num_frames, seconds_to_frames
 
@@ -35,6 +36,7 @@ MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels 
 DB_FLOOR = -100.0
 MIN_SAMPLES = N_FFT // 2 + 1  # the centred STFT's reflect padding needs more than 512 samples
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+QUEUE_BLOCKS = 4  # decoded blocks the background decoder may run ahead of the model
 
 
 @dataclass
@@ -137,42 +139,48 @@ class Tagger:
         return self._map(audio, sample_rate, lambda out: (out.song_embedding, out.embeddings))
 
     def outputs(self, items, sample_rate=None):
-        """Yield (index, SongOutput or AudioError) for every input, in order. Paths are decoded
-        two ahead in a background thread; one song's failure does not stop the others."""
-        pending = []   # (song index, chunk index, mel (128, frames))
-        songs = {}     # index -> [starts, probs list, emb list, chunks left]
-        order = deque()
+        """Yield (index, SongOutput or AudioError) for every input, in order. Files are decoded in
+        blocks by a background thread; one song's failure does not stop the others."""
+        items = list(items)
+        songs = {}       # index -> _Song
+        order = deque()  # indices not yet yielded
+        pending = []     # (song, chunk index, mel (128, frames)) waiting for a full batch
 
-        def flush(batch):
-            for (i, c, _), p, e in zip(batch, *self._forward([m for _, _, m in batch])):
-                songs[i][1][c], songs[i][2][c] = p, e
-                songs[i][3] -= 1
+        def flush():
+            for (song, c, _), p, e in zip(pending, *self._forward([m for _, _, m in pending])):
+                song.probs[c], song.embs[c] = p, e
+            pending.clear()
 
         def ready():
-            while order and (isinstance(songs[order[0]], Exception) or songs[order[0]][3] == 0):
+            while order and songs[order[0]].ready:
                 i = order.popleft()
                 song = songs.pop(i)
-                if isinstance(song, Exception):
-                    yield i, song
-                else:
-                    yield i, SongOutput(song[0], np.stack(song[1]), np.stack(song[2]))
+                yield i, song.error or SongOutput(np.array(song.starts, dtype=np.float64) * HOP_LENGTH / SAMPLE_RATE,
+                                                  np.stack(song.probs), np.stack(song.embs))
 
-        for i, wave in self._waveforms(items, sample_rate):
-            order.append(i)
-            if isinstance(wave, Exception):
-                songs[i] = wave
+        for i, block in self._blocks(items, sample_rate):
+            if i not in songs:
+                songs[i] = _Song(_Chunker(self))
+                order.append(i)
+            song = songs[i]
+            if isinstance(block, Exception):
+                song.error = block
             else:
-                starts = self._starts(wave)
-                songs[i] = [np.array(starts, dtype=np.float64) * HOP_LENGTH / SAMPLE_RATE,
-                            [None] * len(starts), [None] * len(starts), len(starts)]
-                for c, start in enumerate(starts):
-                    pending.append((i, c, self._chunk_mel(wave, start)))
-                    if len(pending) >= self.batch_size:
-                        flush(pending)
-                        pending = []
+                try:
+                    chunks = song.chunker.end(_name(items[i], i)) if block is None else song.chunker.feed(block)
+                    for start, mel in chunks:
+                        song.starts.append(start)
+                        song.probs.append(None)
+                        song.embs.append(None)
+                        pending.append((song, len(song.starts) - 1, mel))
+                        if len(pending) >= self.batch_size:
+                            flush()
+                except AudioError as err:
+                    song.error = err
+                song.complete = block is None
             yield from ready()
         if pending:
-            flush(pending)
+            flush()
         yield from ready()
 
     # --- internals ----------------------------------------------------------------------------
@@ -186,39 +194,60 @@ class Tagger:
             results.append(fn(out))
         return results[0] if single else results
 
-    def _waveforms(self, items, sample_rate):
-        def prepare(k):
-            item = items[k]
-            try:
-                return to_waveform(item, sample_rate, name=f"input {k}")
-            except AudioError as err:
-                return err
-            except Exception as err:  # an unexpected decoder failure must not stop the others
-                return AudioError(item if isinstance(item, (str, Path)) else f"input {k}",
-                                  f"{type(err).__name__}: {err}")
+    def _blocks(self, items, sample_rate):
+        """Yield (index, samples block) for each input in turn, then (index, None) at its end, or
+        (index, AudioError) where it fails. A background thread decodes up to QUEUE_BLOCKS ahead."""
+        blocks = queue.Queue(maxsize=QUEUE_BLOCKS)
+        stop = threading.Event()
 
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = deque()
-            for k in range(len(items)):
-                futures.append(pool.submit(prepare, k))
-                if len(futures) > 2:
-                    yield k - 2, futures.popleft().result()
-            first = len(items) - len(futures)
-            for j, future in enumerate(futures):
-                yield first + j, future.result()
+        def put(entry):
+            while not stop.is_set():
+                with contextlib.suppress(queue.Full):
+                    blocks.put(entry, timeout=0.1)
+                    return True
+            return False
+
+        def decode():
+            for k, item in enumerate(items):
+                try:
+                    if isinstance(item, (str, Path)):
+                        source = stream_audio(item)
+                    else:
+                        source = [to_waveform(item, sample_rate, name=_name(item, k))]
+                    for block in source:
+                        if not put((k, block)):
+                            return
+                    entry = (k, None)
+                except AudioError as err:
+                    entry = (k, err)
+                except Exception as err:  # an unexpected decoder failure must not stop the others
+                    entry = (k, AudioError(_name(item, k), f"{type(err).__name__}: {err}"))
+                if not put(entry):
+                    return
+            put(StopIteration)
+
+        thread = threading.Thread(target=decode, daemon=True)
+        thread.start()
+        try:
+            while (entry := blocks.get()) is not StopIteration:
+                yield entry
+        finally:
+            stop.set()
+            thread.join()
 
     def _starts(self, wave) -> list[int]:
         return chunk_starts(num_frames(wave.size), self.chunk_frames)
 
-    def _chunk_mel(self, wave, start) -> torch.Tensor:
+    def _chunk_mel(self, wave, start, offset=0) -> torch.Tensor:
         """Mel frames [start, start + chunk) of the whole song's centred STFT, computed from the
-        samples they cover only (the same numbers as slicing the whole song's log-mel)."""
-        n = num_frames(wave.size)
-        frames = min(self.chunk_frames, n - start)
+        samples they cover only (the same numbers as slicing the whole song's log-mel). `wave`
+        holds the song's samples from `offset` to its end (so far)."""
+        n = offset + wave.size
+        frames = min(self.chunk_frames, num_frames(n) - start)
         half = N_FFT // 2
         lo, hi = start * HOP_LENGTH - half, (start + frames - 1) * HOP_LENGTH + half
-        seg = torch.from_numpy(wave[max(lo, 0): min(hi, wave.size)]).to(self.device)
-        left, right = max(0, -lo), max(0, hi - wave.size)
+        seg = torch.from_numpy(wave[max(lo, 0) - offset: min(hi, n) - offset]).to(self.device)
+        left, right = max(0, -lo), max(0, hi - n)
         if left or right:  # the song's edges: reflect as the centred STFT does
             seg = torch.cat([seg[1:left + 1].flip(0), seg, seg[-right - 1:-1].flip(0)]) if right else \
                 torch.cat([seg[1:left + 1].flip(0), seg])
@@ -257,3 +286,55 @@ def features(model, mel):
     emb = model.embed(mel)
     head = model.mlp_head if model.kind == "transformer" else model.dense2
     return emb, head(emb)
+
+
+def _name(item, k) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"input {k}"
+
+
+@dataclass
+class _Song:
+    """One song in flight: its chunks' start frames and outputs so far."""
+    chunker: "_Chunker"
+    starts: list = field(default_factory=list)
+    probs: list = field(default_factory=list)
+    embs: list = field(default_factory=list)
+    complete: bool = False  # all samples in and every chunk cut
+    error: AudioError | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.error is not None or (self.complete and all(p is not None for p in self.probs))
+
+
+class _Chunker:
+    """A song arriving in blocks -> its chunks' log-mels, each as soon as its samples are in.
+    Holds the samples from just after the last chunk cut (about two chunks), since the last,
+    end-aligned chunk is known only at the song's end."""
+
+    def __init__(self, tagger):
+        self.tagger, self.chunk = tagger, tagger.chunk_frames
+        self.wave, self.offset = np.zeros(0, np.float32), 0  # samples [offset, offset + len)
+        self.cut = set()  # start frames of the chunks cut so far
+
+    def feed(self, block):
+        """Append samples; (start, mel) of each consecutive chunk now complete."""
+        self.wave = np.concatenate([self.wave, block])
+        out = []
+        while True:
+            start = len(self.cut) * self.chunk
+            if self.offset + self.wave.size < (start + self.chunk - 1) * HOP_LENGTH + N_FFT // 2:
+                return out
+            out.append((start, self.tagger._chunk_mel(self.wave, start, self.offset)))
+            self.cut.add(start)
+            keep = (start + 1) * HOP_LENGTH - N_FFT // 2  # the end-aligned chunk starts later
+            self.wave, self.offset = self.wave[keep - self.offset:], keep
+
+    def end(self, name):
+        """The song is complete: (start, mel) of the chunks not cut yet."""
+        n = self.offset + self.wave.size
+        if n < MIN_SAMPLES:
+            raise AudioError(name, f"too short to tag ({n} samples at {SAMPLE_RATE} Hz; "
+                                   f"at least {MIN_SAMPLES} needed)")
+        return [(s, self.tagger._chunk_mel(self.wave, s, self.offset))
+                for s in chunk_starts(num_frames(n), self.chunk) if s not in self.cut]
