@@ -110,6 +110,9 @@ def teacher_of(student):
     """The model that pseudo-labels for `student`: its entry's `teacher` (`teacher` unless
     given), then the previous round of the same student; each family has its own chain."""
     kind, round_ = parse_student(student)
+    if kind not in STUDENTS:
+        raise WorkflowError(f"{student}: no student {kind} is planned (is its entry in "
+                            "noisy_student.students, and its teacher enabled?)")
     if round_ > 1:
         return student_name(kind, round_ - 1)
     return STUDENTS[kind].get("teacher", "teacher")
