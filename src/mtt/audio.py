@@ -69,8 +69,9 @@ def stream_audio(path, block_frames=BLOCK_FRAMES):
             rate, declared, decoded = f.samplerate, f.frames, 0
             resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
                 rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            buffer = np.empty((block_frames, f.channels), np.float32)  # reused (blocks are copies)
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                block = f.read(block_frames, dtype="float32", always_2d=True, out=buffer)
                 last = block.shape[0] < block_frames
                 decoded += block.shape[0]
                 mono = _average_channels(block)

@@ -2,8 +2,9 @@
 
 A thin command over `mtt.api.Tagger`: a song's prediction is the mean over consecutive chunks of
 the model's training crop (10 s for the transformer) covering it, the last chunk aligned to the
-song's end; a song of at most one chunk is one forward pass over the whole input. Chunks of
-several files share batches and are computed one at a time, so long files keep memory bounded.
+song's end; a song of at most one chunk is one forward pass over the whole input. Files are
+decoded in blocks and chunks cut as their samples come, so a file's length does not raise the
+peak memory; chunks of several files share batches.
 A file that cannot be tagged is reported on stderr (one line) and the others are still tagged
 (exit status 1).
 """
@@ -35,8 +36,9 @@ def add_arguments(parser):
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--batch-size", type=int, default=4,
-                        help="chunks per forward pass (default 4: peak memory grows with it, about "
-                        "0.2 GB per chunk for the paper-size teacher; raise it on a GPU)")
+                        help="chunks per forward pass (default 4). Peak memory is set by it, not by "
+                        "the files' length: 0.9 / 1.1 / 1.4 GB at 1 / 2 / 4 for the paper-size teacher "
+                        "on CPU, batch 4 using 0.7x the CPU time of batch 1; raise it on a GPU")
     parser.add_argument("--chunk-seconds", type=float, default=None,
                         help="chunk length (default: the model's training crop, 10 s for the transformer)")
 
