@@ -154,9 +154,7 @@ class Tagger:
         def ready():
             while order and songs[order[0]].ready:
                 i = order.popleft()
-                song = songs.pop(i)
-                yield i, song.error or SongOutput(np.array(song.starts, dtype=np.float64) * HOP_LENGTH / SAMPLE_RATE,
-                                                  np.stack(song.probs), np.stack(song.embs))
+                yield i, songs.pop(i).result()
 
         for i, block in self._blocks(items, sample_rate):
             if i not in songs:
@@ -167,7 +165,10 @@ class Tagger:
                 song.error = block
             else:
                 try:
-                    chunks = song.chunker.end(_name(items[i], i)) if block is None else song.chunker.feed(block)
+                    if block is None:
+                        chunks = song.chunker.end(_name(items[i], i))
+                    else:
+                        chunks = song.chunker.feed(block)
                     for start, mel in chunks:
                         song.starts.append(start)
                         song.probs.append(None)
@@ -305,6 +306,12 @@ class _Song:
     @property
     def ready(self) -> bool:
         return self.error is not None or (self.complete and all(p is not None for p in self.probs))
+
+    def result(self) -> SongOutput | AudioError:
+        if self.error is not None:
+            return self.error
+        starts = np.array(self.starts, dtype=np.float64) * HOP_LENGTH / SAMPLE_RATE
+        return SongOutput(starts, np.stack(self.probs), np.stack(self.embs))
 
 
 class _Chunker:
