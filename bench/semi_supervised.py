@@ -40,6 +40,8 @@ import torch
 
 from mtt.cli import main as mtt
 from mtt.demo_data import TAGS, make_catalogue, observe_all
+from mtt.metrics import paired_difference
+from mtt.summarize import read_predictions
 
 SPLITS = ("train", "valid", "test", "student")
 
@@ -103,6 +105,9 @@ def parse_args():
     p.add_argument("--labeled-ratio", type=float, default=0.5,
                    help="students: share of labeled crops in a batch")
     p.add_argument("--pseudo-weight", type=float, default=1.0)
+    p.add_argument("--pseudo-tag-weights", choices=["none", "teacher_valid_auc"], default="none",
+                   help="students: weight each tag's pseudo-label loss by the teacher's "
+                   "validation ROC-AUC of that tag (mtt.tag_trust)")
     p.add_argument("--students", nargs="+", choices=["kd", "ke"], default=["kd", "ke"],
                    help="students to train (a screen may train one)")
     p.add_argument("--labeled-share", type=float, default=1.0,
@@ -115,6 +120,12 @@ def parse_args():
                    "labeled by the demo generator's own observation process, vs the teacher, "
                    "on the validation split")
     p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--with-oracle", action="store_true",
+                   help="also train the oracle in a student run and score it on test beside "
+                   "the teacher and students (for reporting; nothing is chosen with it)")
+    p.add_argument("--figure", type=Path,
+                   help="write a bar chart of test ROC-AUC / PR-AUC (mean and std over runs) "
+                   "per model to this PNG")
     p.add_argument("--jobs", type=int, default=2,
                    help="training-seed chains run at once, one CPU thread each")
     args = p.parse_args()
@@ -176,7 +187,8 @@ def prepare_demo(args, demo_seed: int) -> Path:
 
 
 def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None = None,
-          labeled_of: Path | None = None, train_tsv: Path | None = None, extra_mels=()):
+          labeled_of: Path | None = None, train_tsv: Path | None = None, extra_mels=(),
+          teacher: Path | None = None):
     split, mels = root / "split", root / "mels"
     train_tsv = train_tsv or labeled_train(root, args.labeled_share)
     command = ["train", "--train", str(train_tsv), "--valid", str(split / "valid.tsv"),
@@ -199,7 +211,10 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                     "--drop-path", str(args.student_drop_path),
                     "--pseudo-mode", args.pseudo_mode, "--pseudo-threshold", str(args.pseudo_threshold),
                     "--labeled-ratio", str(args.labeled_ratio),
-                    "--pseudo-weight", str(args.pseudo_weight)]
+                    "--pseudo-weight", str(args.pseudo_weight),
+                    "--pseudo-tag-weights", args.pseudo_tag_weights]
+        if args.pseudo_tag_weights != "none":
+            command += ["--teacher-checkpoint", str(teacher)]
         if labeled_of is not None:
             command += ["--labeled-pseudo-labels", str(labeled_of),
                         "--label-blend", str(args.label_blend)]
@@ -284,7 +299,8 @@ def student_key(args) -> str:
             + (f"_b{args.student_batch_size}" if args.student_batch_size != args.batch_size else "")
             + (f"_{args.pseudo_mode}{args.pseudo_threshold:g}" if args.pseudo_mode != "soft" else "")
             + (f"_lr{args.labeled_ratio:g}" if args.labeled_ratio != 0.5 else "")
-            + (f"_pw{args.pseudo_weight:g}" if args.pseudo_weight != 1 else ""))
+            + (f"_pw{args.pseudo_weight:g}" if args.pseudo_weight != 1 else "")
+            + ("_trust" if args.pseudo_tag_weights != "none" else ""))
 
 
 def pseudo_label(args, teacher: Path, mels: Path, out: Path) -> Path:
@@ -326,16 +342,58 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
                                teacher_runs / f"train_predictions_c{args.pseudo_chunks}.h5")
     for name in args.students:
         out = student_runs / name
-        checkpoints[name] = (train(args, root, out, seed, getattr(args, name), labels, labeled), out)
+        checkpoints[name] = (train(args, root, out, seed, getattr(args, name), labels, labeled,
+                                   teacher=teacher), out)
+    if args.with_oracle:
+        out = teacher_runs / "oracle"
+        checkpoints["oracle"] = (train(args, root, out, seed, args.teacher,
+                                       train_tsv=oracle_train(root, demo_seed, args.labeled_share),
+                                       extra_mels=[root / "mels" / "student.h5"]), out)
     for model, (checkpoint, out) in checkpoints.items():
         row[model] = evaluate(args, root, checkpoint, out / f"test_c{args.eval_chunks}")
         row[model]["valid"] = evaluate(args, root, checkpoint, out / f"valid_c{args.eval_chunks}",
                                        "valid")
+    teacher_test = read_predictions(teacher_runs / "teacher" / f"test_c{args.eval_chunks}"
+                                    / "predictions.h5")
+    for model in checkpoints:
+        if model != "teacher":
+            row[model]["paired"] = paired_vs_teacher(
+                read_predictions(checkpoints[model][1] / f"test_c{args.eval_chunks}"
+                                 / "predictions.h5"), teacher_test)
     print("run demo_seed={demo_seed} seed={seed}: ".format(**row) + "  ".join(
         f"{m} roc={row[m]['roc_auc']:.4f} pr={row[m]['pr_auc']:.4f} "
         f"(best epoch {row[m]['best_epoch']}/{row[m]['epochs']})" for m in ("teacher", *args.students)),
         file=sys.stderr, flush=True)
     return row
+
+
+def paired_vs_teacher(model: dict, teacher: dict, n_resamples: int = 1000) -> dict:
+    """Model - teacher on the same test songs, with the paired bootstrap interval."""
+    order = {t: i for i, t in enumerate(model["tracks"])}
+    rows = np.array([order[t] for t in teacher["tracks"]])
+    diff = paired_difference(teacher["labels"], model["probs"][rows], teacher["probs"],
+                             n_resamples=n_resamples)
+    return {metric: [entry["difference"], entry["ci_low"], entry["ci_high"]]
+            for metric, entry in diff.items()}
+
+
+def plot(results, models, path: Path):
+    """Bars: mean test macro ROC-AUC and PR-AUC per model, whiskers: std over runs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for ax, metric, title in zip(axes, ("roc_auc", "pr_auc"), ("ROC-AUC", "PR-AUC")):
+        stats = [mean_std([r[m][metric] for r in results]) for m in models]
+        ax.bar(range(len(models)), [m for m, _ in stats], yerr=[s for _, s in stats],
+               capsize=4, color=["#777777", "#1f77b4", "#ff7f0e", "#2ca02c"][:len(models)])
+        low = min(m - s for m, s in stats)
+        ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in stats) + 0.02))
+        ax.set_xticks(range(len(models)), [m.upper() if m != "teacher" else "teacher"
+                                           for m in models])
+        ax.set_title(f"test macro {title}, {len(results)} runs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def mean_std(values):
@@ -344,7 +402,7 @@ def mean_std(values):
 
 def main():
     args = parse_args()
-    models = ("teacher", *args.students)
+    models = ("teacher", *args.students, *(["oracle"] if args.with_oracle else []))
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
@@ -370,14 +428,14 @@ def main():
         report_oracle(args, results, recipe, minutes)
         return
     print(f"\n{len(results)} runs ({len(args.demo_seeds)} demo seeds x {len(args.seeds)} "
-          f"training seeds), demo size {args.size}; {recipe}")
+          f"training seeds), demo {demo_name(args)}; {recipe}")
     summary = {}
     for metric in ("roc_auc", "pr_auc"):
         for model in models:
             m, s = mean_std([r[model][metric] for r in results])
             summary[f"{model}_{metric}"] = m
             print(f"{model:8s} test macro {metric}: {m:.4f} ± {s:.4f}")
-        for model in args.students:
+        for model in models[1:]:
             gains = [r[model][metric] - r["teacher"][metric] for r in results]
             m, s = mean_std(gains)
             wins = sum(g > 0 for g in gains)
@@ -390,6 +448,14 @@ def main():
             "{} {:.4f} ± {:.4f}".format(model, *mean_std([r[model]["valid"][metric]
                                                           for r in results]))
             for model in models))
+    print("per run, model - teacher on the same test songs [paired 95% bootstrap interval]:")
+    for r in results:
+        print(f"  demo seed {r['demo_seed']}, training seed {r['seed']}: " + "  ".join(
+            f"{m} " + " ".join("{} {:+.4f} [{:+.4f}, {:+.4f}]".format(
+                metric.replace("_auc", ""), *r[m]["paired"][metric])
+                for metric in ("roc_auc", "pr_auc")) for m in models[1:]))
+    if args.figure:
+        plot(results, models, args.figure)
     for demo_seed in args.demo_seeds:
         rows = [r for r in results if r["demo_seed"] == demo_seed]
         print(f"demo seed {demo_seed}: " + "  ".join(

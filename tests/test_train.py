@@ -274,6 +274,45 @@ def test_noisy_student_trains_on_labeled_and_pseudo_labeled_songs(toy, pseudo_la
     assert len(read_history(out)) == 2
 
 
+def test_pseudo_tag_weights_follow_the_teachers_validation_roc_auc(toy, teacher, pseudo_labels,
+                                                                  tmp_path, capsys):
+    """--pseudo-tag-weights teacher_valid_auc: each tag's pseudo-label loss is weighted by
+    clip(2 * ROC-AUC - 1, 0, 1) of the teacher on the validation songs; the weights are the
+    ones computed by hand from the teacher's validation predictions."""
+    from sklearn.metrics import roc_auc_score
+    from mtt.data import read_split
+    from mtt.mel_store import MelStore
+    from mtt.predict import checkpoint_frames, predict_songs
+    from mtt.tag_trust import teacher_tag_weights
+    out = tmp_path / "trusting"
+    checkpoint = teacher / "best.ckpt"
+    args = train_args(toy, out, "--max-epochs", "1", "--steps-per-epoch", "2",
+                      "--pseudo-labels", str(pseudo_labels),
+                      "--unlabeled-mels", str(toy / "unlabeled.h5"),
+                      "--pseudo-tag-weights", "teacher_valid_auc")
+    assert main(args) == 2
+    assert "--teacher-checkpoint" in capsys.readouterr().err
+    assert main([*args, "--teacher-checkpoint", str(checkpoint)]) == 0
+    assert "pseudo-label tag weights" in capsys.readouterr().err
+    _, info = load_checkpoint(out / "best.ckpt")
+    assert info["meta"]["training"]["pseudo_tag_weights"] == "teacher_valid_auc"
+
+    tags = info["tags"]
+    ids, labels = read_split(toy / "valid.tsv", tags)
+    store = MelStore([toy / "labeled.h5"])
+    cpu = torch.device("cpu")
+    weights = teacher_tag_weights(checkpoint, tags, store, ids, labels, cpu, 2)
+    model, teacher_info = load_checkpoint(checkpoint)
+    probs = predict_songs(model, store, ids, cpu, chunks=2,
+                          frames=checkpoint_frames(model, teacher_info))
+    for j in range(len(tags)):
+        positives = labels[:, j] > 0.5
+        expected = (min(1.0, max(0.0, 2 * roc_auc_score(positives, probs[:, j]) - 1))
+                    if 0 < positives.sum() < len(positives) else 1.0)
+        assert weights[j] == pytest.approx(expected, abs=1e-6)
+    assert weights.min() >= 0 and weights.max() <= 1
+
+
 def test_student_needs_the_unlabeled_mels(toy, pseudo_labels, tmp_path, capsys):
     args = train_args(toy, tmp_path / "s", "--pseudo-labels", str(pseudo_labels))
     assert main(args) == 2

@@ -38,6 +38,7 @@ from .models import build_model
 from .noise import NOISE_KINDS, MelNoise, parse_noise_kinds
 from .predict import (PRECISIONS, autocast, crop_frames, predict_songs, resolve_device,
                       select_precision, set_threads)
+from .tag_trust import MODES as TAG_TRUST_MODES, teacher_tag_weights
 from .tags import read_tag_list
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "lr",
@@ -47,12 +48,12 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_
 RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
                 "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
                 "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience",
-                "label_blend", "ema_decay", "select_by", "precision"]
+                "label_blend", "ema_decay", "select_by", "precision", "pseudo_tag_weights"]
 
 
 # Settings added after last.ckpt files were first written: an older file ran with these values.
 IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0,
-                     "select_by": "valid_loss", "precision": "fp32"}
+                     "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none"}
 # --select-by: the validation score that picks the kept epoch and counts the patience
 SELECT_BY = {"valid_loss": "lowest validation loss",
              "valid_roc_auc": "highest validation macro ROC-AUC",
@@ -130,6 +131,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     student.add_argument("--labeled-pseudo-labels", nargs="+", type=Path, default=[],
                          help="the teacher's predictions for the labeled training songs "
                          "(`mtt pseudo-label` on their shards), for --label-blend")
+    student.add_argument("--pseudo-tag-weights", choices=TAG_TRUST_MODES, default="none",
+                         help="teacher_valid_auc: weight each tag's pseudo-label loss by "
+                         "clip(2 * ROC-AUC - 1, 0, 1) of the teacher on the validation split "
+                         "(needs --teacher-checkpoint); none: every tag weight 1")
+    student.add_argument("--teacher-checkpoint", type=Path,
+                         help="the checkpoint that made the pseudo-labels")
     student.add_argument("--label-blend", type=float, default=0.0,
                          help="labeled targets = (1 - B) * labels + B * teacher predictions "
                          "(default 0: the labels alone)")
@@ -158,6 +165,8 @@ def check_options(args) -> None:
         raise ValueError("--ema-decay must be in [0, 1)")
     if not 0.0 <= args.label_blend <= 1.0:
         raise ValueError("--label-blend must be in [0, 1]")
+    if args.pseudo_tag_weights != "none" and not (args.pseudo_labels and args.teacher_checkpoint):
+        raise ValueError("--pseudo-tag-weights needs --pseudo-labels and --teacher-checkpoint")
     if args.label_blend > 0 and not args.labeled_pseudo_labels:
         raise ValueError("--label-blend needs --labeled-pseudo-labels")
 
@@ -267,7 +276,9 @@ class Trainer:
             "warmup_steps": args.warmup_steps, "lr_decay": args.lr_decay,
             "lr_patience": args.lr_patience if args.lr_decay < 1 else None,
             "label_blend": args.label_blend, "ema_decay": args.ema_decay,
-            "select_by": args.select_by, "precision": self.precision,
+            "select_by": args.select_by,
+            "precision": self.precision,
+            "pseudo_tag_weights": args.pseudo_tag_weights if self.is_student else "none",
         }
         self._build_data()
         self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_score": -math.inf,
@@ -311,6 +322,15 @@ class Trainer:
                 raise ValueError("no pseudo-labeled song has a stored mel; pass the unlabeled "
                                  "songs' shards with --unlabeled-mels")
             pseudo = (pseudo_store, pseudo_ids, pseudo_probs)
+        self.tag_weights = None
+        if self.is_student and args.pseudo_tag_weights == "teacher_valid_auc":
+            weights = teacher_tag_weights(args.teacher_checkpoint, self.tags, store,
+                                          self.valid_ids, self.valid_labels, self.device,
+                                          args.valid_chunks)
+            self.tag_weights = torch.from_numpy(weights).to(self.device)
+            if self.is_main:
+                print("pseudo-label tag weights (teacher's validation ROC-AUC): " + ", ".join(
+                    f"{t} {w:.2f}" for t, w in zip(self.tags, weights)), file=sys.stderr)
         self.dataset = CropDataset(self.frames, (store, train_ids, train_labels), pseudo)
         self.plan = EpochBatchPlan(len(train_ids), len(pseudo[1]) if pseudo else 0,
                                    args.batch_size, args.labeled_ratio, args.steps_per_epoch,
@@ -625,6 +645,8 @@ class Trainer:
         loss = F.binary_cross_entropy_with_logits(logits[:len(y_l)], y_l)
         if self.is_student:
             pseudo = F.binary_cross_entropy_with_logits(logits[len(y_l):], y_p, reduction="none")
+            if self.tag_weights is not None:  # the denominator stays: untrusted tags add nothing
+                pseudo = pseudo * self.tag_weights
             pseudo = (pseudo * w_p).sum() / w_p.sum().clamp_min(1.0)
             loss = loss + self.args.pseudo_weight * pseudo
         self.optimizer.zero_grad(set_to_none=True)
