@@ -118,11 +118,21 @@ def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
         "student_resnet_kd": "resnet_teacher", "student_resnet_kd_round2": "student_resnet_kd"}
 
 
-def test_converged_demo_config_plans_longer_training(tmp_path):
+def test_previous_demo_config_plans_its_recipe(tmp_path):
     result = snakemake("-n", "-p", "--cores", "2", "--configfile",
-                       ROOT / "config" / "demo-converged.yaml", workdir=tmp_path)
+                       ROOT / "config" / "demo-previous.yaml", workdir=tmp_path)
     assert planned_jobs(result.stdout)["train_student"] == 2
     assert result.stdout.count("--max-epochs 150 --patience 10") == 3
+    assert result.stdout.count("--select-by valid_loss") == 3
+    assert "--songs 2000 --seconds 20" in result.stdout
+
+
+def test_default_demo_trains_every_model_to_early_stopping_by_the_same_rule(tmp_path):
+    """Teacher, KD and KE: the same epoch limit, patience and kept-epoch rule."""
+    result = snakemake("-n", "-p", "--cores", "2", workdir=tmp_path)
+    assert result.stdout.count("--max-epochs 80 --patience 8 --select-by valid_auc") == 3
+    assert "--songs 1500 --seconds 10" in result.stdout
+    assert "--fractions 0.25 0.25 0.5" in result.stdout
 
 
 @pytest.mark.parametrize("config", ["msd", "mtg-jamendo"])

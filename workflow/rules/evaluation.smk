@@ -17,6 +17,7 @@ rule evaluate:
         ),
         bootstrap=config["evaluate"]["bootstrap"],
         device=config["device"],
+        precision=config["precision"],
     log:
         log_path("evaluate", "{model}"),
     benchmark:
@@ -30,7 +31,7 @@ rule evaluate:
     shell:
         "python -m mtt.cli evaluate --threads {threads} --checkpoint {input.checkpoint}"
         " --tracks {input.tracks} --tags {input.tags} --mels {input.mels} --out {params.out}"
-        " {params.song} --bootstrap {params.bootstrap} --device {params.device} > {log} 2>&1"
+        " {params.song} --bootstrap {params.bootstrap} --device {params.device} --precision {params.precision} > {log} 2>&1"
 
 
 rule summarize:

@@ -15,6 +15,7 @@ rule train_teacher:
         out=lambda wildcards, output: Path(output.best).parent,
         options=train_options("teacher"),
         device=config["device"],
+        precision=config["precision"],
         command=train_command(),
         threads=config["resources"]["train"]["threads"],
     log:
@@ -30,7 +31,7 @@ rule train_teacher:
     shell:
         "{params.command} --fresh-unless-interrupted --threads {params.threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
-        " --out {params.out} {params.options} --device {params.device}"
+        " --out {params.out} {params.options} --device {params.device} --precision {params.precision}"
         " > {log} 2>&1"
 
 
@@ -56,6 +57,7 @@ rule pseudo_label:
     params:
         batch_size=config["pseudo_label"]["batch_size"],
         device=config["device"],
+        precision=config["precision"],
     log:
         log_path("pseudo_label", "{teacher}/{scatteritem}"),
     benchmark:
@@ -69,7 +71,7 @@ rule pseudo_label:
     shell:
         "python -m mtt.cli pseudo-label --threads {threads} --checkpoint {input.checkpoint}"
         " --mels {input.mels} --out {output} --batch-size {params.batch_size}"
-        " --device {params.device} > {log} 2>&1"
+        " --device {params.device} --precision {params.precision} > {log} 2>&1"
 
 
 rule train_student:
@@ -87,6 +89,7 @@ rule train_student:
         out=lambda wildcards, output: Path(output.best).parent,
         options=lambda wildcards: train_options(wildcards.student),
         device=config["device"],
+        precision=config["precision"],
         command=train_command(),
         threads=config["resources"]["train"]["threads"],
     log:
@@ -103,5 +106,5 @@ rule train_student:
         "{params.command} --fresh-unless-interrupted --threads {params.threads}"
         " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
         " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
-        " --out {params.out} {params.options} --device {params.device}"
+        " --out {params.out} {params.options} --device {params.device} --precision {params.precision}"
         " > {log} 2>&1"
