@@ -35,3 +35,28 @@ def test_oracle_runs_on_the_small_demo(tmp_path):
     assert (oracle.set_index("track_id").loc[student["track_id"], "tags"] != "").mean() > 0.8
     results = json.loads(next(tmp_path.glob("results_*_oracle.json")).read_text())
     assert set(results[0]) >= {"teacher", "oracle"}
+
+
+@pytest.mark.slow
+def test_student_run_reports_paired_intervals_the_oracle_on_test_and_a_figure(tmp_path):
+    """The held-out evidence: each student (and the oracle) against the teacher on the same test
+    songs with a paired interval, and the bar chart of the models."""
+    figure = tmp_path / "bars.png"
+    result = subprocess.run(
+        [sys.executable, ROOT / "bench" / "semi_supervised.py", "--quick", "--students", "ke",
+         "--with-oracle", "--select-by", "valid_auc", "--figure", figure, "--work", tmp_path],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads(next(tmp_path.glob("results_*.json")).read_text())
+    row = results[0]
+    assert set(row) >= {"teacher", "ke", "oracle"} and "kd" not in row
+    for model in ("ke", "oracle"):
+        for metric in ("roc_auc", "pr_auc"):
+            estimate, low, high = row[model]["paired"][metric]
+            assert low <= estimate <= high
+            assert estimate == pytest.approx(row[model][metric] - row["teacher"][metric],
+                                             abs=1e-6)
+    last = dict(pair.split("=") for pair in result.stdout.strip().splitlines()[-1].split())
+    assert {"ke_gain_roc_auc", "oracle_gain_pr_auc", "runs"} <= last.keys()
+    assert "per run, model - teacher on the same test songs" in result.stdout
