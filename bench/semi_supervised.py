@@ -40,8 +40,7 @@ import torch
 
 from mtt.cli import main as mtt
 from mtt.demo_data import TAGS, make_catalogue, observe_all
-from mtt.metrics import paired_difference
-from mtt.summarize import read_predictions
+from mtt.summarize import paired_report, read_predictions
 
 SPLITS = ("train", "valid", "test", "student")
 
@@ -369,12 +368,8 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
 
 def paired_vs_teacher(model: dict, teacher: dict, n_resamples: int = 1000) -> dict:
     """Model - teacher on the same test songs, with the paired bootstrap interval."""
-    order = {t: i for i, t in enumerate(model["tracks"])}
-    rows = np.array([order[t] for t in teacher["tracks"]])
-    diff = paired_difference(teacher["labels"], model["probs"][rows], teacher["probs"],
-                             n_resamples=n_resamples)
     return {metric: [entry["difference"], entry["ci_low"], entry["ci_high"]]
-            for metric, entry in diff.items()}
+            for metric, entry in paired_report(model, teacher, n_resamples).items()}
 
 
 def plot(results, models, path: Path):

@@ -1,8 +1,6 @@
 """mtt.Tagger: fidelity on the reference clip, arrays at any rate and channel layout, chunked
 (streamed) log-mel equal to the whole song's, embeddings, and `mtt tag`'s new outputs."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +11,10 @@ import torch
 
 import mtt
 from mtt.api import Tagger
-from mtt.checkpoint import save_checkpoint
 from mtt.frontend import LogMel
-from mtt.models import build_model
 from mtt.tags import MSD_TOP50
+
+from test_tag import mtt_tag
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REF = SHARED / "reference"
@@ -25,15 +23,6 @@ REF = SHARED / "reference"
 @pytest.fixture(scope="module")
 def published():
     return Tagger.from_checkpoint(REF / "teacher_format.ckpt")
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("transformer", 4, conv_channels=8, width=32, layers=1)
-    path = tmp_path_factory.mktemp("ckpt") / "small.ckpt"
-    save_checkpoint(path, model.eval(), ["rock", "jazz", "calm", "piano"])
-    return path
 
 
 def test_published_checkpoint_reproduces_the_original_model(published):
@@ -130,11 +119,6 @@ def test_too_short_input_is_a_clear_error(published):
     with pytest.raises(mtt.audio.AudioError, match="too short"):
         published.tag(np.zeros(512, np.float32))
     assert len(published.tag(np.zeros(513, np.float32))) == 50
-
-
-def mtt_tag(*args):
-    return subprocess.run([sys.executable, "-m", "mtt.cli", "tag", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_cli_formats_taggram_embeddings_out_and_a_too_short_file(tmp_path, small_checkpoint):

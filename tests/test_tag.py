@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 
-from mtt.checkpoint import save_checkpoint
-from mtt.models import build_model
 from mtt.tag import chunk_starts
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -21,15 +18,6 @@ CLIPS = sorted((SHARED / "audio").iterdir())  # MP3 16 kHz mono, MP3 22.05 kHz s
 def mtt_tag(*args):
     return subprocess.run([sys.executable, "-m", "mtt.cli", "tag", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("transformer", 4, conv_channels=8, width=32, layers=1)
-    path = tmp_path_factory.mktemp("ckpt") / "small.ckpt"
-    save_checkpoint(path, model.eval(), ["rock", "jazz", "calm", "piano"])
-    return path
 
 
 def test_chunks_cover_the_song_with_last_aligned_to_end():

@@ -27,11 +27,7 @@ def load_audio(path) -> np.ndarray:
     Raises `AudioError` for a missing, unreadable or non-audio file, a file without samples, or
     samples that are not finite (NaN or infinity in a float file).
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "file not found")
-    if not path.is_file():
-        raise AudioError(path, "not a regular file")
+    path = _existing_file(path)
     try:
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except soundfile.LibsndfileError as error:
@@ -48,6 +44,15 @@ def load_audio(path) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def _existing_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    return path
+
+
 BLOCK_FRAMES = 1 << 18  # frames decoded at a time by stream_audio (about 6 s at 44.1 kHz)
 TRUNCATED = 0.95  # decoding fewer than this share of the frames the header declares: truncated
 
@@ -59,11 +64,7 @@ def stream_audio(path, block_frames=BLOCK_FRAMES):
     Raises `AudioError` as `load_audio` does, and for a file that ends well before the length its
     header declares (a truncated MP3 decodes only up to the cut).
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "file not found")
-    if not path.is_file():
-        raise AudioError(path, "not a regular file")
+    path = _existing_file(path)
     try:
         with soundfile.SoundFile(path) as f:
             rate, declared, decoded = f.samplerate, f.frames, 0

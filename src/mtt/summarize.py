@@ -176,8 +176,9 @@ def read_predictions(path: Path) -> dict:
     return {"path": path, "tracks": tracks, "probs": probs, "labels": labels}
 
 
-def paired_cells(student: dict, supervised: dict, n_resamples: int) -> dict:
-    """`+0.0123 [-0.0040, +0.0290]` per metric: student - supervised on the same songs."""
+def paired_report(student: dict, supervised: dict, n_resamples: int) -> dict:
+    """`metrics.paired_difference` of two `read_predictions` outputs: student - supervised on
+    the same songs, aligned by track ID."""
     if sorted(student["tracks"]) != sorted(supervised["tracks"]):
         raise ValueError(f"{student['path']} and {supervised['path']}: not the same test songs")
     # the songs in the supervised model's order, so every student is resampled alike
@@ -185,10 +186,14 @@ def paired_cells(student: dict, supervised: dict, n_resamples: int) -> dict:
     rows = np.array([order[t] for t in supervised["tracks"]])
     if not np.array_equal(student["labels"][rows], supervised["labels"]):
         raise ValueError(f"{student['path']} and {supervised['path']}: labels differ")
-    diff = paired_difference(supervised["labels"], student["probs"][rows], supervised["probs"],
-                             n_resamples=max(n_resamples, 1))
+    return paired_difference(supervised["labels"], student["probs"][rows], supervised["probs"],
+                             n_resamples=n_resamples)
+
+
+def paired_cells(student: dict, supervised: dict, n_resamples: int) -> dict:
+    """`+0.0123 [-0.0040, +0.0290]` per metric: student - supervised on the same songs."""
     cells = {}
-    for metric, entry in diff.items():
+    for metric, entry in paired_report(student, supervised, max(n_resamples, 1)).items():
         cells[metric] = (f"{entry['difference']:+.4f}" if n_resamples == 0 else
                          f"{entry['difference']:+.4f} [{entry['ci_low']:+.4f}, "
                          f"{entry['ci_high']:+.4f}]")
