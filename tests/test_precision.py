@@ -106,3 +106,20 @@ def test_evaluate_and_pseudo_label_run_in_bf16_and_say_so(toy, bf16_run, tmp_pat
                  "--out", str(labels), *common]) == 0
     with h5py.File(labels) as f:
         assert f.attrs["precision"] == "bf16" and np.isfinite(f["probs"][()]).all()
+
+
+def test_the_tagger_takes_the_training_commands_precision_names():
+    """`mtt tag` / Tagger: fp32 is float32 exactly, bf16 is bfloat16 autocast, auto resolves as
+    training does on this CPU; anything else is refused with the choices."""
+    from mtt.api import Tagger
+    clip = np.load(REFERENCE / "clip_mono_22050.npy")
+    path = REFERENCE / "teacher_format.ckpt"
+    tagged = {p: Tagger.from_checkpoint(path, precision=p).tag(clip, sample_rate=22050)
+              for p in ("fp32", "float32", "bf16", "bfloat16", "auto")}
+    assert tagged["fp32"] == tagged["float32"]
+    assert tagged["bf16"] == tagged["bfloat16"]
+    assert tagged["auto"] == tagged["bf16" if resolve_precision("auto", CPU) == "bf16" else "fp32"]
+    assert max(abs(tagged["bf16"][t] - tagged["fp32"][t]) for t in tagged["fp32"]) <= 2e-2
+    assert Tagger.from_checkpoint(path, precision="bf16").precision == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Tagger.from_checkpoint(path, precision="int8")

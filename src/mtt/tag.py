@@ -34,7 +34,10 @@ def add_arguments(parser):
                              "or .h5 (paths, song and per-chunk embeddings, chunk start times)")
     parser.add_argument("--out", metavar="FILE", help="write the results to FILE instead of stdout")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--precision", default="fp32",
+                        choices=["fp32", "bf16", "auto", "float32", "bfloat16", "float16"],
+                        help="fp32 (exact), bf16 autocast, auto (bf16 where the training commands "
+                             "take it), or float16 autocast")
     parser.add_argument("--batch-size", type=int, default=4,
                         help="chunks per forward pass (default 4). Peak memory is set by it, not by "
                         "the files' length: 0.9 / 1.1 / 1.4 GB at 1 / 2 / 4 for the paper-size teacher "
