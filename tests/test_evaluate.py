@@ -79,13 +79,13 @@ def test_song_prediction_is_the_mean_over_evenly_spaced_chunks(toy, checkpoint):
     store = MelStore([toy / "labeled.h5"])
     ids = ["test000", "test001", "test002"]
     probs = predict_songs(model, store, ids, torch.device("cpu"), chunks=3, frames=44,
-                          batch_size=4)  # 1 song per batch: batching must not matter
+                          batch_size=4, precision="fp32")  # 1 song per batch: batching must not matter
     with torch.no_grad():
         for i, track_id in enumerate(ids):
             chunks = torch.from_numpy(store.read_chunks(track_id, 3, 44))
             expected = torch.sigmoid(model(chunks)).mean(0).numpy()
             np.testing.assert_allclose(probs[i], expected, rtol=1e-5, atol=1e-6)
-    whole = predict_songs(model, store, ids, torch.device("cpu"), whole_song=True)
+    whole = predict_songs(model, store, ids, torch.device("cpu"), whole_song=True, precision="fp32")
     with torch.no_grad():
         for i, track_id in enumerate(ids):
             song = torch.from_numpy(store.read_song(track_id))[None]
