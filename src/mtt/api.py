@@ -30,14 +30,15 @@ import torch.nn.functional as F
 
 from .audio import AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint
-from .predict import resolve_precision
 from .frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, SAMPLE_RATE, LogMel, num_frames, seconds_to_frames
+from .predict import resolve_precision
 
 MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels are padded
 DB_FLOOR = -100.0
 MIN_SAMPLES = N_FFT // 2 + 1  # the centred STFT's reflect padding needs more than 512 samples
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-PRECISION_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "auto": None}
+TRAINING_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # --precision of train/evaluate
+PRECISION_CHOICES = [*TRAINING_NAMES, "auto", *PRECISIONS]
 QUEUE_BLOCKS = 4  # decoded blocks the background decoder may run ahead of the model
 
 
@@ -100,14 +101,14 @@ class Tagger:
 
     def __init__(self, model, tags, *, device="cpu", precision="float32", chunk_seconds=None,
                  batch_size=4, info=None):
-        if precision not in PRECISIONS and precision not in PRECISION_ALIASES:
-            choices = sorted([*PRECISION_ALIASES, *PRECISIONS])
-            raise ValueError(f"precision must be one of {choices}, not {precision!r}")
+        if precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {PRECISION_CHOICES}, not {precision!r}")
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device}: CUDA is not available on this machine")
-        if precision in PRECISION_ALIASES:  # the training commands' names; auto as they decide it
-            precision = PRECISION_ALIASES[resolve_precision(precision, self.device)]
+        if precision == "auto":
+            precision = resolve_precision(precision, self.device)
+        precision = TRAINING_NAMES.get(precision, precision)
         self.model = model.to(self.device).eval()
         self.tags = list(tags)
         self.info = info or {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .api import Tagger, chunk_starts  # noqa: F401  (chunk_starts: part of this module's interface)
+from .api import PRECISION_CHOICES, Tagger, chunk_starts  # noqa: F401  (chunk_starts: part of this module's interface)
 
 AUDIO_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".aif", ".aiff", ".au"}
 
@@ -35,7 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="FILE", help="write the results to FILE instead of stdout")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", default="fp32",
-                        choices=["fp32", "bf16", "auto", "float32", "bfloat16", "float16"],
+                        choices=PRECISION_CHOICES,
                         help="fp32 (exact), bf16 autocast, auto (bf16 where the training commands "
                              "take it), or float16 autocast")
     parser.add_argument("--batch-size", type=int, default=4,
