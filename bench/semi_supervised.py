@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from mtt.cli import main as mtt
-from mtt.demo_data import TAGS, make_catalogue, observe_all
+from mtt.demo import TAGS, make_catalogue, observe_all
 from mtt.summarize import paired_report, read_predictions
 
 SPLITS = ("train", "valid", "test", "student")

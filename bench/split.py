@@ -25,9 +25,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mtt.datasets.msd import (ID_ALPHABET, LASTFM_TAGS, LASTFM_TAGS_TABLES,  # noqa: E402
+                              TRACK_METADATA, TRACK_METADATA_TABLES, create_tables)
 from mtt.tags import MSD_TOP50  # noqa: E402
 
-ID_CHARS = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)
+ID_CHARS = np.frombuffer(ID_ALPHABET.encode("ascii"), dtype=np.uint8)
 
 
 def random_ids(rng, prefix, count):
@@ -77,22 +79,17 @@ def make_fixture(folder, n_tracks=1_000_000, n_artists=44_000, seed=0):
     links_tag = np.concatenate([links_tag, 50 + rng.integers(0, 2000, len(other))])
     tag_names = MSD_TOP50 + [f"other tag {i}" for i in range(2000)]
 
-    con = sqlite3.connect(folder / "track_metadata.db")
+    con = sqlite3.connect(folder / TRACK_METADATA)
     con.execute("PRAGMA journal_mode = OFF")
-    con.execute("CREATE TABLE songs (track_id text PRIMARY KEY, title text, song_id text, "
-                "release text, artist_id text, artist_mbid text, artist_name text, "
-                "duration real, artist_familiarity real, artist_hotttnesss real, year int, "
-                "track_7digitalid int, shs_perf int, shs_work int)")
+    create_tables(con, TRACK_METADATA_TABLES)
     con.executemany("INSERT INTO songs VALUES (?, 'title', 'SOXXXXXXXXXXXXXXXX', 'release', ?, "
                     "'', 'artist', 200.0, 0.5, 0.5, 2000, 1, -1, 0)",
                     zip(track_ids.tolist(), artist_ids[artist_of_track].tolist()))
     con.commit()
     con.close()
-    con = sqlite3.connect(folder / "lastfm_tags.db")
+    con = sqlite3.connect(folder / LASTFM_TAGS)
     con.execute("PRAGMA journal_mode = OFF")
-    con.execute("CREATE TABLE tids (tid TEXT)")
-    con.execute("CREATE TABLE tags (tag TEXT)")
-    con.execute("CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT)")
+    create_tables(con, LASTFM_TAGS_TABLES)
     tid_tracks, tid_row = np.unique(links_track, return_inverse=True)
     con.executemany("INSERT INTO tids VALUES (?)", ((t,) for t in track_ids[tid_tracks].tolist()))
     con.executemany("INSERT INTO tags VALUES (?)", ((t,) for t in tag_names))
@@ -109,8 +106,8 @@ def run_split(kind, folder, out, seed):
     """One split in this process (called through a subprocess by `measure`)."""
     from mtt.datasets import load_tracks
     from mtt.split import split_tracks, write_split
-    table = load_tracks("msd", track_metadata=folder / "track_metadata.db",
-                        lastfm_tags=folder / "lastfm_tags.db")
+    table = load_tracks("msd", track_metadata=folder / TRACK_METADATA,
+                        lastfm_tags=folder / LASTFM_TAGS)
     if kind == "ours":
         sets = split_tracks(table, [0.7, 0.15, 0.15], seed)
     else:  # random artist-level split to the same track shares, unlabeled as in CALS

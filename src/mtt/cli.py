@@ -12,7 +12,7 @@ from mtt.malloc import keep_freed_memory
 COMMANDS = {
     "tag": ("mtt.tag", "predict tags for audio files with a checkpoint"),
     "export": ("mtt.export", "export a checkpoint with its log-mel front end to ONNX"),
-    "demo-data": ("mtt.demo_data", "generate the embedded demo dataset (MSD layout)"),
+    "demo-data": ("mtt.demo", "generate the embedded demo dataset (MSD layout)"),
     "split": ("mtt.split", "build an artist-level stratified split (CALS)"),
     "preprocess": ("mtt.preprocess", "decode audio into a log-mel HDF5 shard"),
     "train": ("mtt.train", "train a teacher or a noisy student"),

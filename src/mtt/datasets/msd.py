@@ -7,6 +7,10 @@ are rowids of tids and tags and val is a 0-100 weight.
 A track is labeled with a vocabulary tag when tid_tag links them (with val >= the minimum weight
 when one is given). Tag names match case-insensitively, as Last.fm tags vary in case.
 Audio lives at <audio root>/<id[2]>/<id[3]>/<id[4]>/<track_id>.<ext> (the MSD's `audio/` tree).
+
+The file names, table definitions and ID alphabet below are the one description of the layout:
+the readers here, the demo dataset's writers (`mtt.demo.msd`) and bench/split.py's fixture use
+them.
 """
 import sqlite3
 from pathlib import Path
@@ -18,8 +22,28 @@ from mtt.datasets import DatasetError, TrackTable, check_unique_ids
 from mtt.tags import MSD_TOP50
 
 
+TRACK_METADATA = "track_metadata.db"
+LASTFM_TAGS = "lastfm_tags.db"
+# Table -> column definitions, as in the published files (CREATE TABLE <table> (<columns>)).
+TRACK_METADATA_TABLES = {
+    "songs": "track_id text PRIMARY KEY, title text, song_id text, release text, artist_id text, "
+             "artist_mbid text, artist_name text, duration real, artist_familiarity real, "
+             "artist_hotttnesss real, year int, track_7digitalid int, shs_perf int, shs_work int",
+}
+LASTFM_TAGS_TABLES = {"tids": "tid TEXT", "tags": "tag TEXT",
+                      "tid_tag": "tid INT, tag INT, val FLOAT"}
+# MSD IDs (TR... tracks, AR... artists, SO... songs): a 2-letter prefix and 16 of these.
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
 def msd_audio_path(track_id: str, ext: str = "mp3") -> str:
     return f"{track_id[2]}/{track_id[3]}/{track_id[4]}/{track_id}.{ext}"
+
+
+def create_tables(con, tables: dict) -> None:
+    """CREATE TABLE for each of `tables` (TRACK_METADATA_TABLES, LASTFM_TAGS_TABLES)."""
+    for name, columns in tables.items():
+        con.execute(f"CREATE TABLE {name} ({columns})")
 
 
 def _connect(path, tables):
@@ -41,7 +65,7 @@ def _connect(path, tables):
 
 def read_songs(track_metadata) -> pd.DataFrame:
     """track_id and artist_id of every track in songs, in table order."""
-    con = _connect(track_metadata, ["songs"])
+    con = _connect(track_metadata, list(TRACK_METADATA_TABLES))
     try:
         songs = pd.read_sql_query("SELECT track_id, artist_id FROM songs", con)
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as error:
@@ -57,7 +81,7 @@ def read_songs(track_metadata) -> pd.DataFrame:
 
 def read_tag_links(lastfm_tags, vocab, min_tag_weight=None):
     """(tid strings, vocabulary column) pairs of tid_tag rows whose tag is in `vocab`."""
-    con = _connect(lastfm_tags, ["tids", "tags", "tid_tag"])
+    con = _connect(lastfm_tags, list(LASTFM_TAGS_TABLES))
     try:
         tag_rows = con.execute("SELECT rowid, tag FROM tags").fetchall()
         column_of = {t.strip().lower(): i for i, t in enumerate(vocab)}

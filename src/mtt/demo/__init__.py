@@ -1,0 +1,109 @@
+"""`mtt demo-data`: the embedded demo dataset, synthesized with numpy, in the MSD's own layout.
+
+    DIR/audio/<id[2]>/<id[3]>/<id[4]>/<track_id>.mp3   22,050 Hz mono MP3 (soundfile)
+    DIR/track_metadata.db                              songs(...) as in the MSD
+    DIR/lastfm_tags.db                                 tids(tid), tags(tag), tid_tag(tid, tag, val)
+    DIR/tags.txt                                       the vocabulary (model output order)
+    DIR/true_tags.tsv                                  true tags (track_id, artist_id, tags)
+    DIR/demo.json                                      generation settings and counts
+
+so `mtt split --format msd` runs the real MSD code path on it. One module per job:
+
+    catalogue   who plays what: the vocabulary, genre styles, artists and their `Song`s
+    labels      the Last.fm-like observation of the true tags (most artists untagged, noisy)
+    synthesis   each song's audio, one layer per instrument, mixed and mastered
+    msd         the writers of the MSD layout (paths and tables of `mtt.datasets.msd`)
+
+The constants were set from the descriptions in those modules before any model was trained on
+the data and are not tuned to any result; another seed draws a different dataset from the same
+distribution, and a seed always gives the same files.
+"""
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from mtt.datasets.msd import LASTFM_TAGS, TRACK_METADATA
+from mtt.demo.catalogue import TAGS, Song, make_catalogue
+from mtt.demo.labels import observe_all, observed_tags
+from mtt.demo.msd import write_audio, write_lastfm_tags, write_track_metadata
+from mtt.demo.synthesis import SAMPLE_RATE, render_song
+
+__all__ = ["SIZES", "TAGS", "Song", "make_catalogue", "observed_tags", "observe_all",
+           "render_song", "generate", "add_arguments", "run"]
+
+SIZES = {"default": {"songs": 2000, "seconds": 20.0}, "small": {"songs": 240, "seconds": 12.0}}
+
+
+def add_arguments(parser):
+    parser.add_argument("--out", required=True, help="output folder (replaced if it holds an "
+                        "earlier demo dataset)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", choices=sorted(SIZES), default="default",
+                        help="default: %(songs)d songs of %(seconds)g s; small: %(s)d of %(t)g s"
+                        % {**SIZES["default"], "s": SIZES["small"]["songs"],
+                           "t": SIZES["small"]["seconds"]})
+    parser.add_argument("--songs", type=int, help="number of songs (overrides --size)")
+    parser.add_argument("--seconds", type=float, help="song length in s (overrides --size)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes rendering audio (default: the CPU count)")
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    if out.exists() and not (out / "demo.json").exists():
+        print(f"mtt demo-data: error: {out}: exists and is not a demo dataset; not replacing it",
+              file=sys.stderr)
+        return 2
+    if (args.songs is not None and args.songs < 1) or (args.seconds is not None
+                                                        and args.seconds < 1):
+        print("mtt demo-data: error: --songs and --seconds must be at least 1", file=sys.stderr)
+        return 2
+    summary = generate(out, seed=args.seed, size=args.size, workers=args.workers,
+                       n_songs=args.songs, seconds=args.seconds)
+    print(f"mtt demo-data: {summary['songs']} songs by {summary['artists']} artists, "
+          f"{summary['labeled_songs']} labeled, in {out}", file=sys.stderr)
+    return 0
+
+
+def generate(out, seed=0, size="default", workers=2, n_songs=None, seconds=None) -> dict:
+    """Write the demo dataset to `out` (built in a temporary folder, renamed at the end)."""
+    out = Path(out)
+    settings = dict(SIZES[size])
+    if n_songs is not None:
+        settings["songs"] = int(n_songs)
+    if seconds is not None:
+        settings["seconds"] = float(seconds)
+    artists, songs = make_catalogue(seed, settings["songs"])
+    tag_rows = observed_tags(songs, artists, seed)
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    jobs = [(str(tmp), song, settings["seconds"]) for song in songs]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for _ in pool.imap_unordered(write_audio, jobs, chunksize=4):
+                pass
+    else:
+        for job in jobs:
+            write_audio(job)
+    write_track_metadata(tmp / TRACK_METADATA, songs, artists, settings["seconds"], seed)
+    write_lastfm_tags(tmp / LASTFM_TAGS, tag_rows)
+    (tmp / "tags.txt").write_text("".join(f"{t}\n" for t in TAGS), encoding="utf-8")
+    labeled = {t for t, tag, _ in tag_rows if tag in TAGS}
+    summary = {"seed": seed, "size": size, "songs": len(songs), "artists": len(artists),
+               "seconds": settings["seconds"], "sample_rate": SAMPLE_RATE,
+               "tagged_artists": sum(a["tagged"] for a in artists),
+               "labeled_songs": len(labeled), "tags": TAGS}
+    (tmp / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (tmp / "true_tags.tsv").write_text(
+        "track_id\tartist_id\ttags\n" + "".join(
+            f"{s.track_id}\t{artists[s.artist]['id']}\t{';'.join(s.true_tags())}\n"
+            for s in songs), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return summary
