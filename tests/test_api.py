@@ -10,13 +10,11 @@ import soxr
 import torch
 
 import mtt
+from conftest import SHARED, mtt_tag
 from mtt.api import Tagger
 from mtt.frontend import LogMel
 from mtt.tags import MSD_TOP50
 
-from test_tag import mtt_tag
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 REF = SHARED / "reference"
 
 

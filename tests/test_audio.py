@@ -2,23 +2,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from conftest import REAL_CLIPS, sine, write_bad_files
 from mtt.audio import AudioError, load_audio
 from mtt.frontend import SAMPLE_RATE
-
-# real clips in shared/audio and their approximate duration in seconds
-REAL_CLIPS = {
-    "TRWJAZW128F42760DD_test.mp3": 29.9,
-    "mtat_joram-moments_of_clarity-08-solipsism-59-88.mp3": 29.1,
-    "gtzan_country00000.wav": 30.0,
-    "brahms_hungarian_dance_5.ogg": 45.8,
-    "karissa_hobbs_lets_go_fishin.ogg": 133.0,
-}
-
-
-def sine(freq, rate, seconds, channels=1):
-    t = np.arange(int(rate * seconds)) / rate
-    wave = 0.5 * np.sin(2 * np.pi * freq * t)
-    return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
 
 
 @pytest.mark.parametrize("name", sorted(REAL_CLIPS))
@@ -87,27 +73,6 @@ def test_error_names_the_file_and_the_reason(tmp_path):
     assert caught.value.path == str(path)
     assert caught.value.reason == "file not found"
     assert str(caught.value) == f"{path}: file not found"
-
-
-def write_bad_files(folder, audio_dir):
-    """Files that are not usable audio, with a word their failure reason must contain."""
-    mp3 = (audio_dir / "TRWJAZW128F42760DD_test.mp3").read_bytes()
-    wav = (audio_dir / "gtzan_country00000.wav").read_bytes()
-    (folder / "text.mp3").write_text("this is not an MP3 file\n" * 50)
-    (folder / "garbage.ogg").write_bytes(np.random.default_rng(0).bytes(20_000))
-    (folder / "truncated.mp3").write_bytes(mp3[:300])
-    (folder / "truncated.wav").write_bytes(wav[:30])
-    (folder / "empty.wav").write_bytes(b"")
-    soundfile.write(folder / "nan.wav", np.array([0.1, np.nan, -0.1] * 5000, np.float32),
-                    SAMPLE_RATE, subtype="FLOAT")
-    soundfile.write(folder / "inf.wav", np.array([0.1, np.inf] * 20000, np.float32),
-                    SAMPLE_RATE, subtype="FLOAT")
-    (folder / "a_folder.wav").mkdir()
-    return {
-        "text.mp3": "not readable", "garbage.ogg": "not readable", "truncated.mp3": "not readable",
-        "truncated.wav": "not readable", "empty.wav": "not readable", "nan.wav": "non-finite",
-        "inf.wav": "non-finite", "a_folder.wav": "not a regular file", "missing.mp3": "not found",
-    }
 
 
 def test_bad_files_raise_audio_error(tmp_path, audio_dir):

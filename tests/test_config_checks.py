@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 
-import test_workflow as wf
+from conftest import TINY, snakemake
 from mtt.models import PRESETS, MusicTaggingTransformer
 
 DEFAULTS = inspect.signature(MusicTaggingTransformer).parameters
@@ -22,8 +22,8 @@ def only(entry, settings=""):
 def dry_run(tmp_path, content, *args):
     extra = tmp_path / "extra.yaml"
     extra.write_text(content)
-    return wf.snakemake("-n", "--cores", "1", *args, "--configfile", wf.TINY, extra,
-                        workdir=tmp_path, timeout=120, check=False)
+    return snakemake("-n", "--cores", "1", *args, "--configfile", TINY, extra,
+                     workdir=tmp_path, timeout=120, check=False)
 
 
 @pytest.mark.parametrize("content, where, reason", [

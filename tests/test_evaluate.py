@@ -8,13 +8,13 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from conftest import TOY_TAGS, make_toy, write_split
 from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
 from mtt.data import read_split
 from mtt.mel_store import MelStore
 from mtt.models import build_model
 from mtt.predict import predict_songs
-from test_train import TOY_TAGS, make_toy, write_split
 
 
 @pytest.fixture(scope="module")

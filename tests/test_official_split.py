@@ -2,11 +2,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-SPLIT0 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mtg-jamendo" / "split-0"
+from conftest import SHARED, TINY, planned_jobs, snakemake
+
+SPLIT0 = SHARED / "datasets" / "mtg-jamendo" / "split-0"
 
 
 def test_mtg_jamendo_official_split_0(tmp_path):
@@ -63,7 +64,6 @@ def test_mtat_official_split_files_without_unpickling(tmp_path):
 def test_workflow_plans_and_splits_on_the_official_mtg_jamendo_split(tmp_path):
     """`dataset: official_split` in a config: the plan runs `mtt split --official-split`, and the
     split job turns the real split-0 into our split folder."""
-    from test_workflow import TINY, planned_jobs, snakemake
     config = tmp_path / "official.yaml"
     config.write_text(f"dataset:\n  format: mtg-jamendo\n  audio_root: {tmp_path}\n"
                       f"  official_split: {SPLIT0}\n")
@@ -79,7 +79,6 @@ def test_workflow_plans_and_splits_on_the_official_mtg_jamendo_split(tmp_path):
 
 
 def test_workflow_plans_the_official_mtat_split_with_its_annotations(tmp_path):
-    from test_workflow import TINY, snakemake
     (tmp_path / "mtat").mkdir()
     (tmp_path / "annotations_final.csv").write_text("")
     config = tmp_path / "official.yaml"
@@ -93,7 +92,6 @@ def test_workflow_plans_the_official_mtat_split_with_its_annotations(tmp_path):
 
 
 def test_official_split_with_min_positives_is_one_clear_error(tmp_path):
-    from test_workflow import TINY, snakemake
     config = tmp_path / "official.yaml"
     config.write_text(f"dataset:\n  format: mtg-jamendo\n  audio_root: {tmp_path}\n"
                       f"  official_split: {SPLIT0}\n  min_positives: 5\n")

@@ -3,9 +3,9 @@
 results folder it reports is not the run the user means."""
 import json
 
-from test_workflow import ROOT, TINY, planned_jobs, snakemake
+from conftest import REPO, TINY, planned_jobs, snakemake
 
-OWN = ROOT / "config" / "own-catalogue.yaml"
+OWN = REPO / "config" / "own-catalogue.yaml"
 
 
 def catalogue(tmp_path, extra=""):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_toy, train_args
 from mtt.checkpoint import load_checkpoint
 from mtt.cli import main
 from mtt.frontend import LogMel
 from mtt.predict import autocast, cpu_has_amx, resolve_precision
-from test_train import make_toy, train_args
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

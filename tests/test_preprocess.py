@@ -13,10 +13,10 @@ import pytest
 import soundfile
 import torch
 
+from conftest import REAL_CLIPS, sine, write_bad_files
 from mtt.audio import load_audio
 from mtt.cli import main
 from mtt.frontend import SAMPLE_RATE, LogMel, frontend_params, num_frames
-from test_audio import REAL_CLIPS, sine, write_bad_files
 
 REFERENCE_WAV = "../reference/TRABCDE128F111GH11.wav"  # relative to shared/audio
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TOY_TAGS, make_toy
 from mtt.checkpoint import load_checkpoint, save_checkpoint
 from mtt.cli import main
 from mtt.mel_store import MelStore
 from mtt.models import build_model
 from mtt.predict import predict_songs
-from test_train import TOY_TAGS, make_toy
 
 
 @pytest.fixture(scope="module")

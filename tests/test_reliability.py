@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REAL_CLIPS, TOY_TAGS, make_toy, train_args
 from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
 from mtt.data import read_pseudo_labels
 from mtt.models import build_model
-from test_train import TOY_TAGS, make_toy, train_args
 
 
 class CodeRunner:
@@ -438,7 +438,6 @@ def test_a_well_formed_tsv_reads_as_text(tmp_path):
 
 def _clip_tracks(tmp_path, audio_dir, copies):
     import pandas as pd
-    from test_audio import REAL_CLIPS
     rows = [(f"T{i}_{k}", name) for k in range(copies) for i, name in enumerate(sorted(REAL_CLIPS))]
     tracks = tmp_path / "tracks.tsv"
     pd.DataFrame(rows, columns=["track_id", "path"]).to_csv(tracks, sep="\t", index=False)
@@ -593,7 +592,6 @@ def test_threshold_mode_without_a_usable_threshold_fails_at_start(toy, tmp_path,
 
 def test_a_new_audio_root_rebuilds_the_shard(tmp_path, audio_dir, capsys):
     import shutil
-    from test_audio import REAL_CLIPS
     name = sorted(REAL_CLIPS)[0]
     tracks = tmp_path / "tracks.tsv"
     tracks.write_text(f"track_id\tpath\nT0\t{name}\n")

@@ -8,15 +8,13 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from test_workflow import SNAKEFILE, TINY, VENV_BIN, snakemake_env
+from conftest import REPO, SNAKEFILE, TINY, VENV_BIN, snakemake_env
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "tests" / "slurm"
+SCRIPTS = REPO / "tests" / "slurm"
 RUN_LIMIT_S = 1200
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -47,7 +45,7 @@ def test_tiny_workflow_runs_through_slurm(slurm_cluster, tmp_path):
         # the run is bounded: a broken status check would otherwise wait forever
         "timeout", "-k", "30", str(RUN_LIMIT_S),
         str(VENV_BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
-        "--profile", str(ROOT / "profiles" / "slurm"),
+        "--profile", str(REPO / "profiles" / "slurm"),
         "--configfile", str(TINY),
         # test-cluster overrides: no accounting (squeue + MinJobAge=300), quick status checks
         "--slurm-status-command", "squeue",

@@ -1,16 +1,15 @@
 """The CALS split: artist-level, stratified, deterministic; student/none semantics; published import."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SHARED
 from mtt import cli
 from mtt.datasets import TrackTable, load_tracks
 from mtt.split import SETS, read_split_table, split_tracks
 from mtt.tags import MSD_TOP50
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 JAMENDO = SHARED / "datasets/mtg-jamendo"
 
 

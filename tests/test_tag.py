@@ -3,21 +3,15 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
+from conftest import SHARED, mtt_tag
 from mtt.tag import chunk_starts
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIPS = sorted((SHARED / "audio").iterdir())  # MP3 16 kHz mono, MP3 22.05 kHz stereo, WAV, Ogg
-
-
-def mtt_tag(*args):
-    return subprocess.run([sys.executable, "-m", "mtt.cli", "tag", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_chunks_cover_the_song_with_last_aligned_to_end():

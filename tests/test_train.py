@@ -1,10 +1,7 @@
-"""`mtt train` on a tiny learnable toy: teacher, students, resnet, resume after SIGKILL.
-
-The toy helpers here (`make_toy`, `TINY_MODEL`) are also used by the evaluate and pseudo-label
-tests.
-"""
-import csv
+"""`mtt train` on a tiny learnable toy (conftest's `make_toy`): teacher, students, resnet,
+resume after SIGKILL."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,75 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TOY_TAGS, make_toy, read_history, train_args
 from mtt.checkpoint import load_checkpoint
 from mtt.cli import main
-from mtt.preprocess import ShardWriter, shard_attributes
-
-TOY_TAGS = ["low", "mid", "high", "pulse"]
-TINY_MODEL = ["--conv-channels", "4", "--width", "16", "--layers", "1", "--heads", "2",
-              "--crop-seconds", "1"]  # 1 s = 44 frames
-
-
-def toy_song(rng, tags_on, frames):
-    """Noise around -60 dB; tag 0/1/2 raise a band, tag 3 adds a 4-frame on/off pulse."""
-    mel = rng.normal(-60.0, 6.0, size=(frames, 128)).astype(np.float32)
-    for tag, (lo, hi) in enumerate([(5, 25), (50, 70), (100, 120)]):
-        if tags_on[tag]:
-            mel[:, lo:hi] += 30.0
-    if tags_on[3]:
-        mel[(np.arange(frames) // 4) % 2 == 0, :] += 15.0
-    return mel
-
-
-def write_shard(path, songs):
-    """songs: list of (track_id, (frames, 128) mel) -> a real mel shard via the preprocess writer."""
-    writer = ShardWriter(Path(path), shard_attributes(1.0, "toy"))
-    for track_id, mel in songs:
-        writer.add(track_id, mel.astype(np.float16), mel.shape[0] * 512)
-    writer.close()
-
-
-def write_split(path, rows, tags=TOY_TAGS):
-    with open(path, "w") as f:
-        f.write("track_id\tartist_id\tpath\ttags\n")
-        for track_id, labels in rows:
-            joined = ";".join(t for t, on in zip(tags, labels) if on)
-            f.write(f"{track_id}\tA{track_id}\t{track_id}.mp3\t{joined}\n")
-
-
-def make_toy(root: Path, n_train=48, n_valid=24, n_test=24, n_unlabeled=48, seed=0):
-    """A toy dataset folder: tags.txt, {train,valid,test}.tsv, labeled.h5, unlabeled.h5."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "tags.txt").write_text("\n".join(TOY_TAGS) + "\n")
-    songs, unlabeled = [], []
-    counts = {"train": n_train, "valid": n_valid, "test": n_test}
-    for split, count in counts.items():
-        rows = []
-        for i in range(count):
-            labels = rng.random(len(TOY_TAGS)) < 0.4
-            track_id = f"{split}{i:03d}"
-            songs.append((track_id, toy_song(rng, labels, int(rng.integers(30, 140)))))
-            rows.append((track_id, labels))
-        write_split(root / f"{split}.tsv", rows)
-    for i in range(n_unlabeled):
-        labels = rng.random(len(TOY_TAGS)) < 0.4
-        unlabeled.append((f"unl{i:03d}", toy_song(rng, labels, int(rng.integers(30, 140)))))
-    write_shard(root / "labeled.h5", songs)
-    write_shard(root / "unlabeled.h5", unlabeled)
-    return root
-
-
-def train_args(toy: Path, out: Path, *extra):
-    return ["train", "--train", str(toy / "train.tsv"), "--valid", str(toy / "valid.tsv"),
-            "--tags", str(toy / "tags.txt"), "--mels", str(toy / "labeled.h5"),
-            "--out", str(out), "--batch-size", "8", "--lr", "3e-3", "--valid-chunks", "2",
-            "--device", "cpu", *TINY_MODEL, *extra]
-
-
-def read_history(folder: Path):
-    with open(folder / "history.csv") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -149,32 +80,33 @@ def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher,
     assert len(read_history(out)) == 7
 
 
-def test_fresh_unless_interrupted_resumes_only_an_unfinished_run(toy, teacher, tmp_path, capsys):
+def test_fresh_unless_interrupted_resumes_only_an_unfinished_run(toy, tmp_path, capsys):
     """The workflow's mode: resume an interrupted run; start over after a finished one or when
-    an input file changed."""
+    an input file changed (on its own copy of the toy, whose training split it rewrites)."""
+    own = tmp_path / "toy"
+    shutil.copytree(toy, own)
     out = tmp_path / "workflow"
-    out.mkdir()
-    for name in ("best.ckpt", "last.ckpt", "history.csv"):
-        (out / name).write_bytes((teacher / name).read_bytes())
-    first_epoch = read_history(teacher)[0]
     flag = "--fresh-unless-interrupted"
-    # 6 epochs done, limit 7: unfinished, so it resumes
-    assert main(train_args(toy, out, flag, "--max-epochs", "7", "--patience", "50")) == 0
-    assert len(read_history(out)) == 7
+    assert main(train_args(own, out, flag, "--max-epochs", "1", "--patience", "50")) == 0
+    first_epoch = read_history(out)[0]
+    capsys.readouterr()
+    # 1 epoch done, limit 2: unfinished, so it resumes
+    assert main(train_args(own, out, flag, "--max-epochs", "2", "--patience", "50")) == 0
+    assert len(read_history(out)) == 2
     assert "starting over" not in capsys.readouterr().err
-    # finished at 7: a rerun (Snakemake's --forcerun) trains again from epoch 1
-    assert main(train_args(toy, out, flag, "--max-epochs", "2", "--patience", "50")) == 0
+    # finished at 2: a rerun (Snakemake's --forcerun) trains again from epoch 1
+    assert main(train_args(own, out, flag, "--max-epochs", "1", "--patience", "50")) == 0
     assert "left by a finished run" in capsys.readouterr().err
     history = read_history(out)
-    assert len(history) == 2
+    assert len(history) == 1
     assert history[0]["train_loss"] == first_epoch["train_loss"]
-    # unfinished (2 of 3) but the training split was rewritten: starts over
-    split = toy / "train.tsv"
+    # unfinished (1 of 2) but the training split was rewritten: starts over
+    split = own / "train.tsv"
     split.write_bytes(split.read_bytes())
     os.utime(split, ns=(split.stat().st_atime_ns, split.stat().st_mtime_ns + 10**9))
-    assert main(train_args(toy, out, flag, "--max-epochs", "3", "--patience", "50")) == 0
+    assert main(train_args(own, out, flag, "--max-epochs", "2", "--patience", "50")) == 0
     assert "left by a run on other input files" in capsys.readouterr().err
-    assert len(read_history(out)) == 3
+    assert len(read_history(out)) == 2
 
 
 def test_outputs_deleted_after_a_finished_run_are_restored(toy, teacher, tmp_path):
@@ -198,13 +130,28 @@ def test_other_settings_in_the_same_folder_are_refused(toy, teacher, capsys):
 
 
 def test_early_stopping_counts_epochs_without_improvement(toy, tmp_path):
+    """Training stops after --patience epochs in a row without a lower validation loss, and
+    best.ckpt keeps the best epoch. With lr 0 the parameters never change, but the validation
+    loss still may: BatchNorm's running statistics (buffers) move with every training batch."""
     out = tmp_path / "stop"
-    # lr 0: the weights never change, so the validation loss never improves after epoch 1
-    assert main(train_args(toy, out, "--lr", "0", "--max-epochs", "20", "--patience", "2",
-                           "--steps-per-epoch", "1")) == 0
-    assert len(read_history(out)) == 3
-    _, info = load_checkpoint(out / "best.ckpt")
-    assert info["meta"]["best_epoch"] == 1 and "early stop" in info["meta"]["stopped"]
+    patience = 2
+    assert main(train_args(toy, out, "--lr", "0", "--max-epochs", "20", "--patience",
+                           str(patience), "--steps-per-epoch", "1")) == 0
+    losses = [float(row["valid_loss"]) for row in read_history(out)]
+    best_model, info = load_checkpoint(out / "best.ckpt")
+    best = info["meta"]["best_epoch"]
+    assert "early stop" in info["meta"]["stopped"]
+    assert len(losses) == best + patience < 20
+    assert losses[best - 1] == min(losses)  # no later epoch was better
+    # lr 0: every parameter of the last epoch is that of the best one; buffers have moved
+    last = torch.load(out / "last.ckpt", weights_only=True)["model"]
+    kept = best_model.state_dict()
+    parameters = {name for name, _ in best_model.named_parameters()}
+    buffers = last.keys() - parameters
+    assert parameters <= last.keys() == kept.keys()
+    for name in parameters:
+        assert torch.equal(last[name], kept[name]), name
+    assert any(not torch.equal(last[name], kept[name]) for name in buffers)
 
 
 @pytest.mark.parametrize("select_by", ["valid_roc_auc", "valid_pr_auc", "valid_auc"])

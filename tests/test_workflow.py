@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,40 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import (REPO, SNAKEFILE, TINY, TINY_RESNET, VENV_BIN, planned_jobs, snakemake,
+                      snakemake_env)
 from mtt import plots, summarize
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = ROOT / "Snakefile"
-TINY = ROOT / "tests" / "tiny.yaml"
-TINY_RESNET = ROOT / "tests" / "tiny_resnet.yaml"  # with tiny.yaml: the ResNet family on too
-VENV_BIN = Path(sys.executable).parent
-
-
-def snakemake_env():
-    """The environment the workflow's jobs need: this interpreter's `python` first on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def snakemake(*args, workdir, timeout=900, check=True):
-    command = [str(VENV_BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
-               *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, env=snakemake_env(),
-                            timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-def planned_jobs(output: str) -> dict:
-    """The 'Job stats' table of a dry run: rule -> number of jobs."""
-    match = re.search(r"^job\s+count\n-+\s+-+\n(.*?)^total\s+\d+", output, re.M | re.S)
-    if match is None:
-        return {}
-    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", match.group(1),
-                                                           re.M)}
 
 
 def student_teachers(output: str) -> dict:
@@ -120,7 +88,7 @@ def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
 
 def test_previous_demo_config_plans_its_recipe(tmp_path):
     result = snakemake("-n", "-p", "--cores", "2", "--configfile",
-                       ROOT / "config" / "demo-previous.yaml", workdir=tmp_path)
+                       REPO / "config" / "demo-previous.yaml", workdir=tmp_path)
     assert planned_jobs(result.stdout)["train_student"] == 2
     assert result.stdout.count("--max-epochs 150 --patience 10") == 3
     assert result.stdout.count("--select-by valid_loss") == 3
@@ -147,7 +115,7 @@ def test_real_data_configs_validate_and_plan(tmp_path, config):
         f"dataset:\n  audio_root: {dataset}\n  track_metadata: {dataset}/track_metadata.db\n"
         f"  lastfm_tags: {dataset}/lastfm_tags.db\n  metadata: {dataset}/autotagging.tsv\n"
         f"  tag_list: {dataset}/top50_tags.txt\n")
-    result = snakemake("-n", "-p", "--cores", "2", "--configfile", ROOT / "config" / f"{config}.yaml",
+    result = snakemake("-n", "-p", "--cores", "2", "--configfile", REPO / "config" / f"{config}.yaml",
                        overrides, workdir=tmp_path)
     jobs = planned_jobs(result.stdout)
     assert jobs["train_teacher"] == 1 and jobs["train_resnet_teacher"] == 1
@@ -200,12 +168,12 @@ def test_conda_environment_pins_what_the_package_pins():
     workflow rather than its jobs), and every rule's conda: file exists."""
     import tomllib
     import yaml
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     wanted = {pin for pin in project if not pin.startswith("snakemake")}
-    env = yaml.safe_load((ROOT / "envs" / "mtt.yaml").read_text())
+    env = yaml.safe_load((REPO / "envs" / "mtt.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert set(pip) == wanted
-    for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
+    for rules in (REPO / "workflow" / "rules").glob("*.smk"):
         for path in re.findall(r'^\s+"(.+\.yaml)"$', rules.read_text(), re.M):
             assert (rules.parent / path).resolve().is_file(), f"{rules.name}: {path}"
 
@@ -500,7 +468,7 @@ def test_report_renders_the_table_and_figures_in_chromium(tiny_run, tmp_path):
     PNG, clicking the summary shows the table, and the screenshot of that view is not blank."""
     snakemake("--report", "report.html", "--configfile", TINY, workdir=tiny_run)
     html = (tiny_run / "report.html").read_text()
-    driver = (ROOT / "tests" / "report_browser.js").read_text()
+    driver = (REPO / "tests" / "report_browser.js").read_text()
     page = tmp_path / "report.html"
     head, body_end, tail = html.rpartition("</body>")
     page.write_text(f"{head}<script>const FIGURES = {json.dumps(FIGURE_TITLES)};\n{driver}"

@@ -4,8 +4,8 @@ import re
 import pandas as pd
 import pytest
 
+from conftest import TINY, snakemake
 from mtt.checkpoint import load_checkpoint
-from test_workflow import TINY, snakemake
 
 TWO_PROCESSES = """
 resources:
