@@ -10,6 +10,12 @@ Helpers used by more than one test file live here (test files import them with
   `write_split()`, `write_shard()`, `read_history()`;
 - audio: `REAL_CLIPS` (the clips in ../shared/audio), `sine()`, `write_bad_files()`;
 - `mtt_tag()`: `mtt tag` in a subprocess.
+
+Tiers: `pytest -m "not slow"` is the inner loop (under 2 minutes on 2 cores), with a fast test
+for every module; plain `pytest` runs every tier (what CI runs). `slow` marks what takes longer:
+the workflow end to end, torchrun, SLURM (also `slurm`), trainings of several epochs, real clips
+through `mtt tag` and the fidelity runs on the reference clip, and all but one or two cases of
+each kind of dry-run check (`slow_case`).
 """
 import csv
 import os
@@ -56,6 +62,12 @@ def small_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "small.ckpt"
     save_checkpoint(path, model.eval(), ["rock", "jazz", "calm", "piano"])
     return path
+
+
+def slow_case(*values):
+    """A parametrize case for the slow tier only: the cases left in the fast tier keep each kind
+    of check there, the others run with the full suite."""
+    return pytest.param(*values, marks=pytest.mark.slow)
 
 
 # ---- the workflow ------------------------------------------------------------------------

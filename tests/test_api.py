@@ -35,6 +35,7 @@ def test_published_checkpoint_reproduces_the_original_model(published):
     assert list(top.values()) == sorted(top.values(), reverse=True) and len(top) == 3
 
 
+@pytest.mark.slow
 def test_stereo_any_layout_and_other_rates(published, tmp_path):
     stereo, rate = soundfile.read(REF / "TRABCDE128F111GH11.wav", dtype="float32")  # (samples, 2)
     ref = published.tag(stereo.mean(1), top_k=None)
@@ -76,6 +77,7 @@ def test_blocks_of_any_size_give_the_chunks_of_the_whole_song(published):
             assert torch.equal(mel, published._chunk_mel(wave, start))
 
 
+@pytest.mark.slow
 def test_a_streamed_file_equals_the_whole_file_path(tmp_path, small_checkpoint):
     """Decoded and resampled in blocks, chunks cut as they come: the same probabilities and
     embeddings as decoding the whole file, one log-mel of the whole song, and slicing it."""
@@ -99,6 +101,7 @@ def test_a_streamed_file_equals_the_whole_file_path(tmp_path, small_checkpoint):
     assert np.abs(embs - emb.numpy()).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_taggram_and_embeddings(published):
     wave = np.tile(np.load(REF / "clip_mono_22050.npy"), 6)  # 11.6 s -> 2 chunks
     starts, probs = published.taggram(wave)
@@ -119,6 +122,7 @@ def test_too_short_input_is_a_clear_error(published):
     assert len(published.tag(np.zeros(513, np.float32))) == 50
 
 
+@pytest.mark.slow
 def test_cli_formats_taggram_embeddings_out_and_a_too_short_file(tmp_path, small_checkpoint):
     short = tmp_path / "short.wav"
     soundfile.write(short, np.zeros(400, np.float32), 22050)
@@ -144,6 +148,7 @@ def test_cli_formats_taggram_embeddings_out_and_a_too_short_file(tmp_path, small
     assert text.returncode == 0 and "@    0.00 s" in text.stdout
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(monkeypatch):
     import re
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()

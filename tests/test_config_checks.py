@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 
-from conftest import TINY, snakemake
+from conftest import TINY, slow_case, snakemake
 from mtt.models import PRESETS, MusicTaggingTransformer
 
 DEFAULTS = inspect.signature(MusicTaggingTransformer).parameters
@@ -29,38 +29,40 @@ def dry_run(tmp_path, content, *args):
 @pytest.mark.parametrize("content, where, reason", [
     ("split:\n  fractions: [0.5, 0.2, 0.2]\n", "split > fractions",
      "[0.5, 0.2, 0.2] sum to 0.9; they must sum to 1"),
-    ("split:\n  fractions: [0.7, 0.3, 0.3]\n", "split > fractions",
-     "[0.7, 0.3, 0.3] sum to 1.3; they must sum to 1"),
-    ("noisy_student:\n  pseudo_mode: threshold\n", "noisy_student > students > kd",
-     "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), none is given"),
-    ("noisy_student:\n  pseudo_mode: threshold\n  pseudo_threshold: 0.3\n",
-     "noisy_student > students > kd",
-     "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), not 0.3"),
-    ("noisy_student:\n  pseudo_threshold: 1.5\n", "noisy_student > pseudo_threshold",
-     "1.5 is greater than or equal to the maximum of 1"),
+    slow_case("split:\n  fractions: [0.7, 0.3, 0.3]\n", "split > fractions",
+              "[0.7, 0.3, 0.3] sum to 1.3; they must sum to 1"),
+    slow_case("noisy_student:\n  pseudo_mode: threshold\n", "noisy_student > students > kd",
+              "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), none is given"),
+    slow_case("noisy_student:\n  pseudo_mode: threshold\n  pseudo_threshold: 0.3\n",
+              "noisy_student > students > kd",
+              "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), not 0.3"),
+    slow_case("noisy_student:\n  pseudo_threshold: 1.5\n", "noisy_student > pseudo_threshold",
+              "1.5 is greater than or equal to the maximum of 1"),
     ("teacher:\n  width: 30\n  heads: 4\n", "teacher",
      "transformer width 30 is not divisible by heads 4"),
-    ("noisy_student:\n  students:\n    ke: {heads: 3}\n", "noisy_student > students > ke",
-     "transformer width 32 is not divisible by heads 3"),
+    slow_case("noisy_student:\n  students:\n    ke: {heads: 3}\n",
+              "noisy_student > students > ke", "transformer width 32 is not divisible by heads 3"),
     # the noisy_student settings are merged into each student before the check
-    (only("width: 48", settings="  heads: 5\n"),
-     "noisy_student > students > s", "transformer width 48 is not divisible by heads 5"),
+    slow_case(only("width: 48", settings="  heads: 5\n"),
+              "noisy_student > students > s", "transformer width 48 is not divisible by heads 5"),
     # mtt train's own sizes where the config gives none: the default, each preset
-    (only("heads: 3"), "noisy_student > students > s",
-     f"transformer width {WIDTH[None]} is not divisible by heads 3"),
-    *[(only(f"preset: {preset}, heads: 3"), "noisy_student > students > s",
-       f"transformer width {WIDTH[preset]} is not divisible by heads 3") for preset in PRESETS],
-    (only(f"width: {HEADS * 4 + 1}"), "noisy_student > students > s",
-     f"transformer width {HEADS * 4 + 1} is not divisible by heads {HEADS}"),
+    slow_case(only("heads: 3"), "noisy_student > students > s",
+              f"transformer width {WIDTH[None]} is not divisible by heads 3"),
+    *[slow_case(only(f"preset: {preset}, heads: 3"), "noisy_student > students > s",
+                f"transformer width {WIDTH[preset]} is not divisible by heads 3")
+      for preset in PRESETS],
+    slow_case(only(f"width: {HEADS * 4 + 1}"), "noisy_student > students > s",
+              f"transformer width {HEADS * 4 + 1} is not divisible by heads {HEADS}"),
     # a ResNet's own entry may not give what only a transformer takes (the shared settings
     # of every student do not reach it)
     ("resnet_teacher:\n  enabled: true\n  heads: 4\n", "resnet_teacher",
      "heads: transformer settings, not for a resnet"),
-    ("resnet_teacher:\n  enabled: true\nnoisy_student:\n  students:\n"
-     "    resnet_kd: {drop_path: 0.1, width: 8}\n", "noisy_student > students > resnet_kd",
-     "drop_path, width: transformer settings, not for a resnet"),
-    ("dataset:\n  demo_seconds: 0.5\n", "dataset > demo_seconds",
-     "0.5 is less than the minimum of 1"),
+    slow_case("resnet_teacher:\n  enabled: true\nnoisy_student:\n  students:\n"
+              "    resnet_kd: {drop_path: 0.1, width: 8}\n",
+              "noisy_student > students > resnet_kd",
+              "drop_path, width: transformer settings, not for a resnet"),
+    slow_case("dataset:\n  demo_seconds: 0.5\n", "dataset > demo_seconds",
+              "0.5 is less than the minimum of 1"),
 ])
 def test_a_config_mtt_would_reject_fails_the_dry_run_with_one_line(tmp_path, content, where,
                                                                    reason):

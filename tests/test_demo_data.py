@@ -61,6 +61,7 @@ def test_audio_decodes_as_22050_hz_mono_mp3(demo):
         assert np.isfinite(wave).all() and 0.01 < np.sqrt(np.mean(wave ** 2)) < 0.7
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes(demo, tmp_path):
     again = tmp_path / "again"
     generate(again, seed=7, size="small", workers=1, n_songs=N_SONGS, seconds=SECONDS)
@@ -113,6 +114,7 @@ def test_every_tag_is_true_for_some_songs():
     assert set(counts) == set(TAGS)
 
 
+@pytest.mark.slow
 def test_msd_split_runs_on_the_demo_data(tmp_path):
     out = tmp_path / "demo"
     generate(out, seed=3, size="small", workers=2, seconds=1.0)

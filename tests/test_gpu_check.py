@@ -21,6 +21,7 @@ def test_gpu_check_fails_loudly_without_cuda():
     assert "train:" not in result.stdout  # nothing ran
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_gpu_train_refuses_cuda_it_does_not_have(tmp_path):
     result = subprocess.run([sys.executable, ROOT / "bench" / "gpu_train.py", "--work", tmp_path,

@@ -117,6 +117,7 @@ def test_fused_attention_equals_explicit_softmax_attention():
         torch.testing.assert_close(attention(x), explicit_attention(attention, x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_accepts_any_length_up_to_positional_table():
     model = build_model("transformer", 50, preset="compact_student").eval()
     with torch.no_grad():

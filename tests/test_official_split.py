@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import SHARED, TINY, planned_jobs, snakemake
 
@@ -61,6 +62,7 @@ def test_mtat_official_split_files_without_unpickling(tmp_path):
     assert result.returncode == 2 and "test.npy" in result.stderr
 
 
+@pytest.mark.slow
 def test_workflow_plans_and_splits_on_the_official_mtg_jamendo_split(tmp_path):
     """`dataset: official_split` in a config: the plan runs `mtt split --official-split`, and the
     split job turns the real split-0 into our split folder."""
@@ -91,6 +93,7 @@ def test_workflow_plans_the_official_mtat_split_with_its_annotations(tmp_path):
             f"{tmp_path}/annotations_final.csv" in split) and "--top-tags 50" in split
 
 
+@pytest.mark.slow
 def test_official_split_with_min_positives_is_one_clear_error(tmp_path):
     config = tmp_path / "official.yaml"
     config.write_text(f"dataset:\n  format: mtg-jamendo\n  audio_root: {tmp_path}\n"

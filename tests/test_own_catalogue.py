@@ -3,6 +3,8 @@
 results folder it reports is not the run the user means."""
 import json
 
+import pytest
+
 from conftest import REPO, TINY, planned_jobs, snakemake
 
 OWN = REPO / "config" / "own-catalogue.yaml"
@@ -33,6 +35,7 @@ def test_own_catalogue_config_plans_every_stage(tmp_path):
     assert "results/own-catalogue/evaluation/summary.html" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_wrong_min_positives_is_one_clear_error(tmp_path):
     paths = catalogue(tmp_path, "  min_positives: 0\n")
     result = snakemake("-n", "--cores", "2", "--configfile", OWN, paths, workdir=tmp_path,
@@ -53,6 +56,7 @@ def test_report_without_the_runs_config_warns(tmp_path):
             "snakemake --report report.html --configfile <that config>") in result.stderr
 
 
+@pytest.mark.slow
 def test_report_of_a_run_split_otherwise_warns(tmp_path):
     split = tmp_path / "results" / "split"
     split.mkdir(parents=True)
@@ -62,6 +66,7 @@ def test_report_of_a_run_split_otherwise_warns(tmp_path):
     assert "Warning: the run in results/ was split with seed 4 (this config: 0)" in result.stderr
 
 
+@pytest.mark.slow
 def test_report_of_our_split_with_an_official_split_config_warns(tmp_path):
     split = tmp_path / "results" / "split"
     split.mkdir(parents=True)

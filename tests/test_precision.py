@@ -76,6 +76,7 @@ def bf16_run(toy, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_training_records_its_precision_and_resumes_only_with_it(toy, bf16_run, capsys):
     _, info = load_checkpoint(bf16_run / "best.ckpt")
     assert info["meta"]["training"]["precision"] == "bf16"
@@ -84,6 +85,7 @@ def test_training_records_its_precision_and_resumes_only_with_it(toy, bf16_run, 
     assert "other settings (['precision'])" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_last_checkpoint_from_before_precision_resumes_as_fp32(toy, bf16_run, tmp_path):
     payload = torch.load(bf16_run / "last.ckpt", weights_only=False)
     del payload["identity"]["precision"]  # written before --precision: it ran in fp32 on CPU
@@ -94,6 +96,7 @@ def test_a_last_checkpoint_from_before_precision_resumes_as_fp32(toy, bf16_run, 
     assert info["meta"]["epochs_run"] == 2 and info["meta"]["training"]["precision"] == "fp32"
 
 
+@pytest.mark.slow
 def test_evaluate_and_pseudo_label_run_in_bf16_and_say_so(toy, bf16_run, tmp_path):
     checkpoint = str(bf16_run / "best.ckpt")
     common = ["--device", "cpu", "--precision", "bf16", "--chunks", "2"]
@@ -108,6 +111,7 @@ def test_evaluate_and_pseudo_label_run_in_bf16_and_say_so(toy, bf16_run, tmp_pat
         assert f.attrs["precision"] == "bf16" and np.isfinite(f["probs"][()]).all()
 
 
+@pytest.mark.slow
 def test_the_tagger_takes_the_training_commands_precision_names():
     """`mtt tag` / Tagger: fp32 is float32 exactly, bf16 is bfloat16 autocast, auto resolves as
     training does on this CPU; anything else is refused with the choices."""

@@ -228,6 +228,7 @@ def start_and_kill_mid_way(command, partial: str, threshold: int, folder: Path) 
     return True
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, audio_dir):
     rows = [(f"K{i:03d}", name) for i in range(24)
             for name in ("TRWJAZW128F42760DD_test.mp3", "gtzan_country00000.wav")]

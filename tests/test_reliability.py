@@ -456,6 +456,7 @@ def tiny_tmpfs(tmp_path):
     subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_disk_full_during_preprocess_exits_1_with_one_line(tmp_path, audio_dir, tiny_tmpfs):
     import subprocess
     import sys
@@ -485,6 +486,7 @@ def _children(pid):
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
 def test_killed_preprocess_leaves_no_worker_running(tmp_path, audio_dir, sig):
     import signal
@@ -521,6 +523,7 @@ def _tracks_of(path, clips, copies):
     return path
 
 
+@pytest.mark.slow
 def test_two_concurrent_mtt_preprocess_runs_publish_one_whole_shard(tmp_path, audio_dir):
     """Two `mtt preprocess` on one --out at the same time, from different track lists (so the
     shards differ): both exit 0, and the shard in place is one run's complete shard, byte for

@@ -21,6 +21,7 @@ def test_chunks_cover_the_song_with_last_aligned_to_end():
     assert chunk_starts(1292, 431) == [0, 431, 861]
 
 
+@pytest.mark.slow
 def test_published_checkpoint_on_reference_clip_matches_original_model():
     wav = SHARED / "reference" / "TRABCDE128F111GH11.wav"  # 16-bit stereo, under 10 s: one pass
     result = mtt_tag(wav, "--checkpoint", SHARED / "reference" / "teacher_format.ckpt",
@@ -34,6 +35,7 @@ def test_published_checkpoint_on_reference_clip_matches_original_model():
     assert np.abs(ours - expected).max() <= 2e-5  # 1e-5 model agreement plus 6-digit rounding
 
 
+@pytest.mark.slow
 def test_tags_every_real_clip_and_reports_a_corrupt_file_without_stopping(tmp_path, small_checkpoint):
     corrupt = tmp_path / "corrupt.mp3"
     corrupt.write_bytes(b"ID3" + bytes(range(256)) * 20)
@@ -51,6 +53,7 @@ def test_tags_every_real_clip_and_reports_a_corrupt_file_without_stopping(tmp_pa
     assert out[str(CLIPS[0])] == out[str(folder / CLIPS[0].name)]
 
 
+@pytest.mark.slow
 def test_batching_across_files_does_not_change_predictions(small_checkpoint):
     one_by_one = {}
     for clip in CLIPS:
@@ -63,6 +66,7 @@ def test_batching_across_files_does_not_change_predictions(small_checkpoint):
             assert batched[str(clip)][tag] == pytest.approx(p, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_text_output_and_missing_file(tmp_path, small_checkpoint):
     result = mtt_tag(CLIPS[0], tmp_path / "nope.wav", "--checkpoint", small_checkpoint, "--top-k", "3")
     assert result.returncode == 1
@@ -76,6 +80,7 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "none.ckpt" in result.stderr
 
 
+@pytest.mark.slow
 def test_each_bad_file_is_one_line_and_the_others_are_still_tagged(tmp_path, small_checkpoint):
     tiny = tmp_path / "tiny.wav"  # 500 samples at 44.1 kHz: 250 at the model's rate
     soundfile.write(tiny, np.full(500, 0.1, np.float32), 44100)

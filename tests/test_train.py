@@ -29,6 +29,7 @@ def teacher(toy, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_teacher_learns_the_toy_and_writes_its_outputs(teacher):
     history = read_history(teacher)
     assert [int(r["epoch"]) for r in history] == list(range(1, 7))
@@ -48,12 +49,14 @@ def test_teacher_learns_the_toy_and_writes_its_outputs(teacher):
     assert (teacher / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_finished_run_is_left_alone(toy, teacher):
     before = {p.name: p.stat().st_mtime_ns for p in teacher.iterdir()}
     assert main(train_args(toy, teacher, "--max-epochs", "6", "--patience", "50")) == 0
     assert {p.name: p.stat().st_mtime_ns for p in teacher.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path):
     out = tmp_path / "more"
     out.mkdir()
@@ -63,6 +66,7 @@ def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path
     assert len(read_history(out)) == 7
 
 
+@pytest.mark.slow
 def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher, tmp_path):
     """last.ckpt files written before --lr-decay / --label-blend existed ran with their
     defaults, so they resume as runs of the same settings."""
@@ -80,6 +84,7 @@ def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher,
     assert len(read_history(out)) == 7
 
 
+@pytest.mark.slow
 def test_fresh_unless_interrupted_resumes_only_an_unfinished_run(toy, tmp_path, capsys):
     """The workflow's mode: resume an interrupted run; start over after a finished one or when
     an input file changed (on its own copy of the toy, whose training split it rewrites)."""
@@ -109,6 +114,7 @@ def test_fresh_unless_interrupted_resumes_only_an_unfinished_run(toy, tmp_path, 
     assert len(read_history(out)) == 2
 
 
+@pytest.mark.slow
 def test_outputs_deleted_after_a_finished_run_are_restored(toy, teacher, tmp_path):
     """A workflow manager may delete best.ckpt / history.csv (e.g. after a failed job); the
     resumable state in last.ckpt brings them back without retraining."""
@@ -124,11 +130,13 @@ def test_outputs_deleted_after_a_finished_run_are_restored(toy, teacher, tmp_pat
         assert torch.equal(restored["state_dict"][key], value), key
 
 
+@pytest.mark.slow
 def test_other_settings_in_the_same_folder_are_refused(toy, teacher, capsys):
     assert main(train_args(toy, teacher, "--max-epochs", "8", "--seed", "5")) == 2
     assert "seed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_early_stopping_counts_epochs_without_improvement(toy, tmp_path):
     """Training stops after --patience epochs in a row without a lower validation loss, and
     best.ckpt keeps the best epoch. With lr 0 the parameters never change, but the validation
@@ -154,6 +162,7 @@ def test_early_stopping_counts_epochs_without_improvement(toy, tmp_path):
     assert any(not torch.equal(last[name], kept[name]) for name in buffers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("select_by", ["valid_roc_auc", "valid_pr_auc", "valid_auc"])
 def test_select_by_keeps_the_epoch_of_the_best_validation_score(toy, tmp_path, select_by):
     out = tmp_path / select_by
@@ -182,6 +191,7 @@ def pseudo_labels(toy, teacher, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_learning_rate_decays_after_epochs_without_progress(toy, tmp_path):
     """--lr-decay F --lr-patience N: the rate is multiplied by F once N epochs in a row (counted
     from the best epoch or the last decay) brought no lower validation loss."""
@@ -204,6 +214,7 @@ def test_learning_rate_decays_after_epochs_without_progress(toy, tmp_path):
 
 @pytest.mark.parametrize("mode, threshold", [("soft", "0.5"), ("hard", "0.5"),
                                              ("threshold", "0.7")])
+@pytest.mark.slow
 def test_noisy_student_trains_on_labeled_and_pseudo_labeled_songs(toy, pseudo_labels, tmp_path,
                                                                   mode, threshold, capsys):
     out = tmp_path / f"student_{mode}"
@@ -221,6 +232,7 @@ def test_noisy_student_trains_on_labeled_and_pseudo_labeled_songs(toy, pseudo_la
     assert len(read_history(out)) == 2
 
 
+@pytest.mark.slow
 def test_pseudo_tag_weights_follow_the_teachers_validation_roc_auc(toy, teacher, pseudo_labels,
                                                                   tmp_path, capsys):
     """--pseudo-tag-weights teacher_valid_auc: each tag's pseudo-label loss is weighted by
@@ -260,12 +272,44 @@ def test_pseudo_tag_weights_follow_the_teachers_validation_roc_auc(toy, teacher,
     assert weights.min() >= 0 and weights.max() <= 1
 
 
+def test_tag_trust_weights_are_the_teachers_clipped_validation_roc_auc(toy, tmp_path):
+    """mtt.tag_trust alone, on an untrained tiny teacher: w = clip(2 * ROC-AUC - 1, 0, 1) of each
+    tag on the validation songs (1 for a tag without positives or negatives)."""
+    from sklearn.metrics import roc_auc_score
+    from mtt.checkpoint import save_checkpoint
+    from mtt.data import read_split
+    from mtt.mel_store import MelStore
+    from mtt.models import build_model
+    from mtt.predict import checkpoint_frames, predict_songs
+    from mtt.tag_trust import teacher_tag_weights
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "teacher.ckpt"
+    save_checkpoint(checkpoint, build_model("transformer", len(TOY_TAGS), conv_channels=4,
+                                            width=16, layers=1, heads=2).eval(), TOY_TAGS,
+                    meta={"training": {"crop_frames": 44}})
+    ids, labels = read_split(toy / "valid.tsv", TOY_TAGS)
+    store = MelStore([toy / "labeled.h5"])
+    cpu = torch.device("cpu")
+    weights = teacher_tag_weights(checkpoint, TOY_TAGS, store, ids, labels, cpu, 2)
+    model, info = load_checkpoint(checkpoint)
+    probs = predict_songs(model, store, ids, cpu, chunks=2, frames=checkpoint_frames(model, info))
+    for j in range(len(TOY_TAGS)):
+        positives = labels[:, j] > 0.5
+        expected = (min(1.0, max(0.0, 2 * roc_auc_score(positives, probs[:, j]) - 1))
+                    if 0 < positives.sum() < len(positives) else 1.0)
+        assert weights[j] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="tags differ"):
+        teacher_tag_weights(checkpoint, TOY_TAGS[::-1], store, ids, labels, cpu, 2)
+
+
+@pytest.mark.slow
 def test_student_needs_the_unlabeled_mels(toy, pseudo_labels, tmp_path, capsys):
     args = train_args(toy, tmp_path / "s", "--pseudo-labels", str(pseudo_labels))
     assert main(args) == 2
     assert "--unlabeled-mels" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tmp_path, capsys):
     """--label-blend B: a labeled song's target is (1 - B) * its labels + B * the teacher's
     prediction for it, read by track ID; a training song without a prediction is an error."""
@@ -309,6 +353,7 @@ def test_ema_weights_are_the_ones_validated_and_kept(toy, tmp_path):
     assert main(train_args(toy, out, "--max-epochs", "1", "--steps-per-epoch", "3")) == 2
 
 
+@pytest.mark.slow
 def test_resnet_trains_a_few_steps(toy, tmp_path):
     out = tmp_path / "resnet"
     args = ["train", "--train", str(toy / "train.tsv"), "--valid", str(toy / "valid.tsv"),
@@ -341,6 +386,7 @@ def _final_weights(folder: Path):
     return torch.load(folder / "last.ckpt", weights_only=False)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_same_weights(toy, pseudo_labels, tmp_path):
     """A student run killed with SIGKILL and rerun ends with exactly the weights of an
     uninterrupted run (noise, dropout, stochastic depth and data order all restored)."""
@@ -379,6 +425,7 @@ def test_resume_after_sigkill_reaches_the_same_weights(toy, pseudo_labels, tmp_p
     assert read_history(straight)[-1]["valid_loss"] == read_history(killed)[-1]["valid_loss"]
 
 
+@pytest.mark.slow
 def test_two_processes_with_torchrun(toy, tmp_path):
     """DDP on CPU (gloo): two ranks share the epoch's batches, rank 0 writes the outputs."""
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import (REPO, SNAKEFILE, TINY, TINY_RESNET, VENV_BIN, planned_jobs, snakemake,
-                      snakemake_env)
+from conftest import (REPO, SNAKEFILE, TINY, TINY_RESNET, VENV_BIN, planned_jobs, slow_case,
+                      snakemake, snakemake_env)
 from mtt import plots, summarize
 
 
@@ -43,6 +43,7 @@ def test_default_config_plans_the_whole_demo_pipeline(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_the_resnet_family_is_off_by_default_and_learns_from_its_own_teacher(tmp_path):
     """resnet_teacher.enabled switches on the ResNet teacher and its students, which read the
     ResNet teacher's pseudo-label shards; the transformer students read the teacher's."""
@@ -86,6 +87,7 @@ def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
         "student_resnet_kd": "resnet_teacher", "student_resnet_kd_round2": "student_resnet_kd"}
 
 
+@pytest.mark.slow
 def test_previous_demo_config_plans_its_recipe(tmp_path):
     result = snakemake("-n", "-p", "--cores", "2", "--configfile",
                        REPO / "config" / "demo-previous.yaml", workdir=tmp_path)
@@ -95,6 +97,7 @@ def test_previous_demo_config_plans_its_recipe(tmp_path):
     assert "--songs 2000 --seconds 20" in result.stdout
 
 
+@pytest.mark.slow
 def test_default_demo_trains_every_model_to_early_stopping_by_the_same_rule(tmp_path):
     """Teacher, KD and KE: the same epoch limit, patience and kept-epoch rule."""
     result = snakemake("-n", "-p", "--cores", "2", workdir=tmp_path)
@@ -103,6 +106,7 @@ def test_default_demo_trains_every_model_to_early_stopping_by_the_same_rule(tmp_
     assert "--fractions 0.25 0.25 0.5" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["msd", "mtg-jamendo"])
 def test_real_data_configs_validate_and_plan(tmp_path, config):
     """The paper-setting configs are valid; with their metadata present they plan every stage."""
@@ -134,15 +138,16 @@ def test_real_data_configs_validate_and_plan(tmp_path, config):
 
 @pytest.mark.parametrize("content, where, what", [
     ("teacher:\n  widht: 64\n", "teacher", "'widht' was unexpected"),
-    ("evalute:\n  chunks: 3\n", "the top level", "'evalute' was unexpected"),
-    ("noisy_student:\n  students:\n    kd: {model: transformer, noise: blur}\n",
-     "noisy_student > students > kd > noise", "'blur' does not match"),
-    ("training:\n  lr: -1\n", "training > lr", "less than or equal to the minimum"),
-    ("dataset:\n  format: msd\n", "dataset", "'audio_root' is a required property"),
-    ("noisy_student:\n  students:\n    kd: {model: resnet, teacher: resnet}\n",
-     "noisy_student > students > kd > teacher", "'resnet' is not one of"),
-    ("noisy_student:\n  students:\n    rkd: {model: resnet, teacher: resnet_teacher}\n",
-     "noisy_student > students > rkd", "a student of resnet_teacher needs a key starting resnet_"),
+    slow_case("evalute:\n  chunks: 3\n", "the top level", "'evalute' was unexpected"),
+    slow_case("noisy_student:\n  students:\n    kd: {model: transformer, noise: blur}\n",
+              "noisy_student > students > kd > noise", "'blur' does not match"),
+    slow_case("training:\n  lr: -1\n", "training > lr", "less than or equal to the minimum"),
+    slow_case("dataset:\n  format: msd\n", "dataset", "'audio_root' is a required property"),
+    slow_case("noisy_student:\n  students:\n    kd: {model: resnet, teacher: resnet}\n",
+              "noisy_student > students > kd > teacher", "'resnet' is not one of"),
+    slow_case("noisy_student:\n  students:\n    rkd: {model: resnet, teacher: resnet_teacher}\n",
+              "noisy_student > students > rkd",
+              "a student of resnet_teacher needs a key starting resnet_"),
 ])
 def test_a_wrong_key_or_value_fails_with_one_clear_message(tmp_path, content, where, what):
     bad = tmp_path / "bad.yaml"

@@ -37,6 +37,7 @@ def test_two_processes_plan_torchrun_and_one_job_with_two_gpus(tmp_path):
     assert "gpu=1" in re.search(r"resources: (.*)", blocks["evaluate"]).group(1)
 
 
+@pytest.mark.slow
 def test_one_process_is_the_plain_command(tmp_path):
     result = snakemake("-n", "-p", "--cores", "2", "--configfile", TINY, workdir=tmp_path)
     blocks = rule_blocks(result.stdout)
