@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .audio import AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint
-from .frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, SAMPLE_RATE, LogMel, num_frames, seconds_to_frames
+from .frontend import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, num_frames, seconds_to_frames
 from .predict import resolve_precision
 
 MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels are padded
@@ -258,11 +258,7 @@ class Tagger:
         if left or right:  # the song's edges: reflect as the centred STFT does
             seg = torch.cat([seg[1:left + 1].flip(0), seg, seg[-right - 1:-1].flip(0)]) if right else \
                 torch.cat([seg[1:left + 1].flip(0), seg])
-        spec = self.logmel.spec
-        windows = seg.unfold(-1, N_FFT, HOP_LENGTH) * spec.spectrogram.window
-        spectrum = torch.fft.rfft(windows)
-        power = spectrum.real.square() + spectrum.imag.square()
-        mel = (10.0 * torch.log10((power @ spec.mel_scale.fb).clamp_min(POWER_FLOOR))).T
+        mel = self.logmel.frames_db(seg).T  # the whole-song path's own arithmetic
         if mel.shape[-1] < MIN_FRAMES:  # too short for the front end's pooling: pad with silence
             mel = F.pad(mel, (0, MIN_FRAMES - mel.shape[-1]), value=DB_FLOOR)
         return mel
