@@ -3,17 +3,26 @@
 On the same 30 s MP3s (made from the real clips in shared/audio, stereo, at 22,050 and 44,100 Hz)
 it times, one worker each, median over repeats:
   decode   - mtt.audio.load_audio alone (the floor: decoding + resampling, no mel, no output);
-  ours     - the whole preprocessing into an HDF5 shard (mtt.preprocess.build_shard);
+  ours     - the whole preprocessing into an HDF5 shard (mtt.preprocess.build_shard), a shard of
+             4x as many songs as the others' lists (96 with --quick), so that starting the
+             worker process (fork of a process that has imported PyTorch, its first pages
+             copied: ~0.1 s once per shard) weighs a few percent, as in real shards of hundreds
+             to thousands of songs;
+  ours_short - the same on a shard of as many songs as the others (24 with --quick): from the
+             two, the per-shard start-up cost (`shard_startup_s`);
   librosa  - librosa.load(sr=22050) + feature.melspectrogram + power_to_db, same parameters;
 and ours with 2 workers vs 1, beside decoding alone in 1 vs 2 processes (how far this machine
-scales two processes at all). Needs librosa (the project's `bench` extra).
+scales two processes at all). Needs librosa (the project's `bench` extra). malloc is set up as
+the `mtt` command sets it (mtt.malloc.keep_freed_memory) for every pipeline.
 
 The methods take turns within each repeat, and each is also timed in CPU seconds (this process
 plus its waited-for workers), which other jobs on a busy machine disturb far less than wall time.
 `compute` (decode + LogMel, no output) shows what the shard writing costs on top.
 
 Last line: songs_per_s=X ratio_vs_librosa=Y ratio_vs_decode=Z (22,050 Hz MP3s, one worker, wall
-clock), then the 2-worker speedup, the same ratios in CPU time and the 44,100 Hz figures.
+clock), then the 2-worker speedup, the same ratios in CPU time, the 44,100 Hz figures, the
+per-shard start-up and ratio_vs_decode_short_shard (ours_short: how this script measured
+ratio_vs_decode until 2026-12-04).
 """
 import os
 
@@ -38,6 +47,7 @@ import torch  # noqa: E402
 
 from mtt import frontend  # noqa: E402
 from mtt.audio import load_audio  # noqa: E402
+from mtt.malloc import keep_freed_memory  # noqa: E402
 from mtt.preprocess import build_shard, select_tracks  # noqa: E402
 
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
@@ -90,13 +100,13 @@ def timed(job) -> tuple[float, float]:
     return wall, cpu
 
 
-def interleaved_rates(jobs: dict, count: int, repeats: int) -> dict:
-    """Median songs per wall second and per CPU second of each job; the jobs take turns in
-    every repeat so that the machine's load varies alike for all of them."""
+def interleaved_rates(jobs: dict, repeats: int) -> dict:
+    """Median songs per wall second and per CPU second of each job ({name: (songs, job)}); the
+    jobs take turns in every repeat so that the machine's load varies alike for all of them."""
     walls = {name: [] for name in jobs}
     cpus = {name: [] for name in jobs}
     for _ in range(repeats):
-        for name, job in jobs.items():
+        for name, (count, job) in jobs.items():
             wall, cpu = timed(job)
             walls[name].append(count / wall)
             cpus[name].append(count / cpu)
@@ -132,14 +142,25 @@ def decode_pool_job(songs: list[Path], workers: int):
     return job
 
 
-def measure_rate(librosa, songs, work: Path, repeats: int) -> dict:
+def measure_rate(librosa, songs, shard_songs, work: Path, repeats: int) -> dict:
     logmel = frontend.LogMel()
+    for name in ("short", "long"):
+        (work / name).mkdir()
+    n = len(songs)
     return interleaved_rates({
-        "decode": lambda: [load_audio(p) for p in songs],
-        "compute": lambda: [logmel(torch.from_numpy(load_audio(p))) for p in songs],
-        "ours": preprocess_job(songs, work, workers=1),
-        "librosa": lambda: [librosa_logmel(librosa, p) for p in songs],
-    }, len(songs), repeats)
+        "decode": (n, lambda: [load_audio(p) for p in songs]),
+        "compute": (n, lambda: [logmel(torch.from_numpy(load_audio(p))) for p in songs]),
+        "ours": (len(shard_songs), preprocess_job(shard_songs, work / "long", workers=1)),
+        "ours_short": (n, preprocess_job(songs, work / "short", workers=1)),
+        "librosa": (n, lambda: [librosa_logmel(librosa, p) for p in songs]),
+    }, repeats)
+
+
+def startup_seconds(rates: dict, songs: int, shard_songs: int) -> float:
+    """The per-shard fixed cost, from the wall time of the two shard sizes."""
+    short, long = songs / rates["ours_short"][0], shard_songs / rates["ours"][0]
+    per_song = (long - short) / (shard_songs - songs)
+    return short - songs * per_song
 
 
 def main() -> int:
@@ -152,10 +173,12 @@ def main() -> int:
         print("bench/preprocess.py needs librosa for its baseline: "
               ".venv/bin/pip install librosa (the project's `bench` extra)", file=sys.stderr)
         return 2
-    # each timed preprocessing run starts its worker pool (~50 ms of CPU): enough songs per run
-    # keep that below a few percent, as it is for real shards of thousands of songs
+    # each timed preprocessing run starts its worker process (~0.1 s): enough songs per shard
+    # (shard_count) keep that to a few percent, as it is for real shards of thousands of songs
     unique, count, repeats, scaling_count = (2, 24, 3, 48) if args.quick else (5, 60, 5, 160)
+    shard_count = 4 * count
     torch.set_num_threads(1)
+    keep_freed_memory()  # as `mtt` does for every command (mtt.cli): no page faults per song
     print(f"cpus={os.cpu_count()} load_average={os.getloadavg()[0]:.2f} "
           f"torch={torch.__version__} librosa={librosa.__version__}", flush=True)
 
@@ -165,14 +188,15 @@ def main() -> int:
         for rate in (22050, 44100):
             encoded[rate] = encode_mp3s(tmp / f"encoded_{rate}", rate, unique)
             songs = copies(encoded[rate], tmp / f"songs_{rate}", count)
+            shard_songs = copies(encoded[rate], tmp / f"shard_{rate}", shard_count)
             # warm-up (librosa/numba compilation, caches) and a check that both agree
             ours = frontend.LogMel()(torch.from_numpy(load_audio(songs[0]))).numpy()
             theirs = librosa_logmel(librosa, songs[0])
             difference = float(np.percentile(np.abs(ours - theirs), 99))
             work = tmp / f"work_{rate}"
             work.mkdir()
-            results[rate] = r = measure_rate(librosa, songs, work, repeats)
-            print(f"rate={rate} songs={count} repeats={repeats} "
+            results[rate] = r = measure_rate(librosa, songs, shard_songs, work, repeats)
+            print(f"rate={rate} songs={count} shard_songs={shard_count} repeats={repeats} "
                   + " ".join(f"{name}_songs_per_s={wall:.1f} {name}_songs_per_cpu_s={cpu:.1f}"
                              for name, (wall, cpu) in r.items())
                   + f" p99_abs_db_difference_vs_librosa={difference:.2g}", flush=True)
@@ -182,9 +206,9 @@ def main() -> int:
         for workers in (1, 2):
             work = tmp / f"scaling_{workers}"
             work.mkdir()
-            scaling_jobs[workers] = preprocess_job(songs, work, workers)
-            scaling_jobs[f"decode{workers}"] = decode_pool_job(songs, workers)
-        scaling = interleaved_rates(scaling_jobs, scaling_count, repeats)
+            scaling_jobs[workers] = (scaling_count, preprocess_job(songs, work, workers))
+            scaling_jobs[f"decode{workers}"] = (scaling_count, decode_pool_job(songs, workers))
+        scaling = interleaved_rates(scaling_jobs, repeats)
         print(" ".join(f"{'workers=' if isinstance(name, int) else 'decode_only_workers='}"
                        f"{str(name)[-1]} songs={scaling_count} songs_per_s={wall:.1f} "
                        f"songs_per_cpu_s={cpu:.1f}" for name, (wall, cpu) in scaling.items()),
@@ -194,6 +218,7 @@ def main() -> int:
         results[22050][name] for name in ("ours", "decode", "librosa"))
     (ours44, _), (decode44, _), (base44, _) = (
         results[44100][name] for name in ("ours", "decode", "librosa"))
+    short = results[22050]["ours_short"][0]
     print(f"songs_per_s={ours:.1f} ratio_vs_librosa={ours / base:.2f} "
           f"ratio_vs_decode={ours / decode:.2f} "
           f"speedup_2_workers={scaling[2][0] / scaling[1][0]:.2f} "
@@ -201,7 +226,9 @@ def main() -> int:
           f"cpu_ratio_vs_librosa={ours_cpu / base_cpu:.2f} "
           f"cpu_ratio_vs_decode={ours_cpu / decode_cpu:.2f} "
           f"songs_per_s_44k={ours44:.1f} ratio_vs_librosa_44k={ours44 / base44:.2f} "
-          f"ratio_vs_decode_44k={ours44 / decode44:.2f} load_average={os.getloadavg()[0]:.1f}")
+          f"ratio_vs_decode_44k={ours44 / decode44:.2f} "
+          f"shard_startup_s={startup_seconds(results[22050], count, shard_count):.3f} "
+          f"ratio_vs_decode_short_shard={short / decode:.2f} load_average={os.getloadavg()[0]:.1f}")
     return 0
 
 
