@@ -101,12 +101,15 @@ def parse_args():
                    help="students: labeled targets blended with the teacher's predictions")
     p.add_argument("--pseudo-mode", choices=["soft", "hard", "threshold"], default="soft")
     p.add_argument("--pseudo-threshold", type=float, default=0.5)
+    p.add_argument("--pseudo-temperature", type=float, default=1.0)
     p.add_argument("--labeled-ratio", type=float, default=0.5,
                    help="students: share of labeled crops in a batch")
     p.add_argument("--pseudo-weight", type=float, default=1.0)
     p.add_argument("--pseudo-tag-weights", choices=["none", "teacher_valid_auc"], default="none",
                    help="students: weight each tag's pseudo-label loss by the teacher's "
                    "validation ROC-AUC of that tag (mtt.tag_trust)")
+    p.add_argument("--pseudo-targets", choices=["song", "crop", "crop_noised"], default="song",
+                   help="students: song-level pseudo-labels, or the teacher on the same crop")
     p.add_argument("--students", nargs="+", choices=["kd", "ke"], default=["kd", "ke"],
                    help="students to train (a screen may train one)")
     p.add_argument("--labeled-share", type=float, default=1.0,
@@ -211,9 +214,12 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                     "--pseudo-mode", args.pseudo_mode, "--pseudo-threshold", str(args.pseudo_threshold),
                     "--labeled-ratio", str(args.labeled_ratio),
                     "--pseudo-weight", str(args.pseudo_weight),
-                    "--pseudo-tag-weights", args.pseudo_tag_weights]
-        if args.pseudo_tag_weights != "none":
+                    "--pseudo-tag-weights", args.pseudo_tag_weights,
+                    "--pseudo-temperature", str(args.pseudo_temperature)]
+        if args.pseudo_tag_weights != "none" or args.pseudo_targets != "song":
             command += ["--teacher-checkpoint", str(teacher)]
+        if args.pseudo_targets != "song":
+            command += ["--pseudo-targets", args.pseudo_targets]
         if labeled_of is not None:
             command += ["--labeled-pseudo-labels", str(labeled_of),
                         "--label-blend", str(args.label_blend)]
@@ -299,7 +305,9 @@ def student_key(args) -> str:
             + (f"_{args.pseudo_mode}{args.pseudo_threshold:g}" if args.pseudo_mode != "soft" else "")
             + (f"_lr{args.labeled_ratio:g}" if args.labeled_ratio != 0.5 else "")
             + (f"_pw{args.pseudo_weight:g}" if args.pseudo_weight != 1 else "")
-            + ("_trust" if args.pseudo_tag_weights != "none" else ""))
+            + ("_trust" if args.pseudo_tag_weights != "none" else "")
+            + (f"_{args.pseudo_targets}" if args.pseudo_targets != "song" else "")
+            + (f"_T{args.pseudo_temperature:g}" if args.pseudo_temperature != 1 else ""))
 
 
 def pseudo_label(args, teacher: Path, mels: Path, out: Path) -> Path:

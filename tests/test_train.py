@@ -447,3 +447,55 @@ def test_two_processes_with_torchrun(toy, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "starting over" in again.stderr
     assert len(read_history(out)) == 2
+
+
+def test_sharpened_pseudo_labels_keep_their_order_and_move_away_from_one_half():
+    from mtt.data import pseudo_targets
+    probs = torch.tensor([[0.05, 0.3, 0.5, 0.7, 0.99]])
+    same, weights = pseudo_targets(probs, "soft", 0.5, temperature=1.0)
+    assert torch.equal(same, probs) and torch.equal(weights, torch.ones_like(probs))
+    sharp, _ = pseudo_targets(probs, "soft", 0.5, temperature=0.5)
+    assert torch.all(sharp[0, 1:] > sharp[0, :-1])
+    assert torch.all((sharp - 0.5).abs() >= (probs - 0.5).abs() - 1e-6)
+    # T = 0.5 squares the odds
+    odds = probs / (1 - probs)
+    assert torch.allclose(sharp / (1 - sharp), odds ** 2, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_crop_targets_are_the_teacher_on_the_same_clean_crop(toy, teacher, pseudo_labels,
+                                                             tmp_path, monkeypatch):
+    """--pseudo-targets crop: a pseudo-labeled crop's target is the teacher's sigmoid output on
+    that crop before the student's noise, not the song-level pseudo-label."""
+    import argparse
+    import torch.nn.functional as F
+    from mtt import train as train_module
+    parser = argparse.ArgumentParser()
+    train_module.add_arguments(parser)
+    args = parser.parse_args(train_args(
+        toy, tmp_path / "s", "--max-epochs", "1", "--steps-per-epoch", "1", "--noise", "none",
+        "--pseudo-labels", str(pseudo_labels), "--unlabeled-mels", str(toy / "unlabeled.h5"),
+        "--pseudo-targets", "crop", "--teacher-checkpoint", str(teacher / "best.ckpt"),
+        "--precision", "fp32")[1:])
+    trainer = train_module.Trainer(args)
+    mels, targets, sources = next(iter(trainer.loader))
+    seen = []
+    real_bce = F.binary_cross_entropy_with_logits
+    monkeypatch.setattr(train_module.F, "binary_cross_entropy_with_logits",
+                        lambda logits, target, **kw: seen.append(target) or real_bce(logits, target, **kw))
+    trainer._step(mels, targets, sources)
+    teacher_model, _ = load_checkpoint(teacher / "best.ckpt")
+    pseudo = sources == 1
+    with torch.no_grad():
+        expected = torch.sigmoid(teacher_model(mels[pseudo]))
+    assert torch.allclose(seen[1], expected, atol=1e-6)
+    assert not torch.allclose(seen[1], targets[pseudo], atol=1e-3)  # not the song's label
+    assert torch.equal(seen[0], targets[~pseudo])
+
+
+def test_crop_targets_need_the_teacher(toy, tmp_path, capsys):
+    args = train_args(toy, tmp_path / "s", "--pseudo-labels", str(tmp_path / "x.h5"),
+                      "--pseudo-targets", "crop")
+    assert main(args) == 2
+    assert "--pseudo-targets crop needs --pseudo-labels and --teacher-checkpoint" in \
+        capsys.readouterr().err

@@ -77,14 +77,17 @@ def keep_stored(track_ids, targets, store, what: str):
     return [t for t, k in zip(track_ids, keep) if k], targets[keep]
 
 
-def pseudo_targets(probs: torch.Tensor, mode: str, threshold: float):
+def pseudo_targets(probs: torch.Tensor, mode: str, threshold: float, temperature: float = 1.0):
     """Targets and per-element loss weights from teacher probabilities.
 
-    soft: the probabilities themselves. hard: 1 where p >= threshold, else 0. threshold: 1 where
+    soft: the probabilities themselves, sharpened as sigmoid(logit(p) / temperature) when the
+    temperature is not 1. hard: 1 where p >= threshold, else 0. threshold: 1 where
     p >= threshold, 0 where p <= 1 - threshold, and the uncertain rest left out of the loss.
     """
     ones = torch.ones_like(probs)
     if mode == "soft":
+        if temperature != 1.0:
+            probs = torch.sigmoid(torch.logit(probs.float(), eps=1e-6) / temperature).to(probs.dtype)
         return probs, ones
     if mode == "hard":
         return (probs >= threshold).to(probs.dtype), ones

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .checkpoint import one_line, save_checkpoint
+from .checkpoint import load_checkpoint, one_line, save_checkpoint
 from .data import (LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets,
                    read_pseudo_labels, read_split)
 from .mel_store import MelStore
@@ -48,12 +48,14 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_
 RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
                 "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
                 "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience",
-                "label_blend", "ema_decay", "select_by", "precision", "pseudo_tag_weights"]
+                "label_blend", "ema_decay", "select_by", "precision", "pseudo_tag_weights",
+                "pseudo_targets", "pseudo_temperature"]
 
 
 # Settings added after last.ckpt files were first written: an older file ran with these values.
 IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0,
-                     "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none"}
+                     "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none",
+                     "pseudo_targets": "song", "pseudo_temperature": 1.0}
 # --select-by: the validation score that picks the kept epoch and counts the patience
 SELECT_BY = {"valid_loss": "lowest validation loss",
              "valid_roc_auc": "highest validation macro ROC-AUC",
@@ -126,6 +128,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     student.add_argument("--pseudo-weight", type=float, default=1.0,
                          help="weight of the pseudo-label loss")
     student.add_argument("--pseudo-mode", choices=["soft", "hard", "threshold"], default="soft")
+    student.add_argument("--pseudo-temperature", type=float, default=1.0,
+                         help="soft mode: sharpen pseudo-labels as sigmoid(logit(p) / T) "
+                         "(default 1: the teacher's probabilities)")
     student.add_argument("--pseudo-threshold", type=float, default=0.5,
                          help="hard: positive at p >= T; threshold: keep p >= T and p <= 1 - T")
     student.add_argument("--labeled-pseudo-labels", nargs="+", type=Path, default=[],
@@ -137,6 +142,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "(needs --teacher-checkpoint); none: every tag weight 1")
     student.add_argument("--teacher-checkpoint", type=Path,
                          help="the checkpoint that made the pseudo-labels")
+    student.add_argument("--pseudo-targets", choices=["song", "crop", "crop_noised"],
+                         default="song",
+                         help="song: the pseudo-label shard's song-level labels; crop: the "
+                         "teacher (--teacher-checkpoint) labels the same clean crop the student "
+                         "sees noised; crop_noised: the teacher sees the noised crop too")
     student.add_argument("--label-blend", type=float, default=0.0,
                          help="labeled targets = (1 - B) * labels + B * teacher predictions "
                          "(default 0: the labels alone)")
@@ -165,6 +175,11 @@ def check_options(args) -> None:
         raise ValueError("--ema-decay must be in [0, 1)")
     if not 0.0 <= args.label_blend <= 1.0:
         raise ValueError("--label-blend must be in [0, 1]")
+    if args.pseudo_targets != "song" and not (args.pseudo_labels and args.teacher_checkpoint):
+        raise ValueError(f"--pseudo-targets {args.pseudo_targets} needs --pseudo-labels and "
+                         "--teacher-checkpoint")
+    if args.pseudo_temperature <= 0:
+        raise ValueError("--pseudo-temperature must be positive")
     if args.pseudo_tag_weights != "none" and not (args.pseudo_labels and args.teacher_checkpoint):
         raise ValueError("--pseudo-tag-weights needs --pseudo-labels and --teacher-checkpoint")
     if args.label_blend > 0 and not args.labeled_pseudo_labels:
@@ -279,6 +294,8 @@ class Trainer:
             "select_by": args.select_by,
             "precision": self.precision,
             "pseudo_tag_weights": args.pseudo_tag_weights if self.is_student else "none",
+            "pseudo_targets": args.pseudo_targets if self.is_student else "song",
+            "pseudo_temperature": args.pseudo_temperature if self.is_student else 1.0,
         }
         self._build_data()
         self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_score": -math.inf,
@@ -331,6 +348,10 @@ class Trainer:
             if self.is_main:
                 print("pseudo-label tag weights (teacher's validation ROC-AUC): " + ", ".join(
                     f"{t} {w:.2f}" for t, w in zip(self.tags, weights)), file=sys.stderr)
+        self.crop_teacher = None
+        if self.is_student and args.pseudo_targets != "song":
+            self.crop_teacher, _ = load_checkpoint(args.teacher_checkpoint)
+            self.crop_teacher.to(self.device).eval()
         self.dataset = CropDataset(self.frames, (store, train_ids, train_labels), pseudo)
         self.plan = EpochBatchPlan(len(train_ids), len(pseudo[1]) if pseudo else 0,
                                    args.batch_size, args.labeled_ratio, args.steps_per_epoch,
@@ -634,9 +655,15 @@ class Trainer:
         labeled = (sources == LABELED).to(self.device)
         if self.is_student:
             x_l, y_l, _ = self.noise(mels[labeled], targets[labeled])
-            y_p, w_p = pseudo_targets(targets[~labeled], self.args.pseudo_mode,
-                                      self.args.pseudo_threshold)
-            x_p, y_p, w_p = self.noise(mels[~labeled], y_p, w_p)
+            x_p, y_p = mels[~labeled], targets[~labeled]
+            if self.args.pseudo_targets == "crop":
+                y_p = self._teacher_probs(x_p)
+            y_p, w_p = pseudo_targets(y_p, self.args.pseudo_mode, self.args.pseudo_threshold,
+                                      self.args.pseudo_temperature)
+            x_p, y_p, w_p = self.noise(x_p, y_p, w_p)
+            if self.args.pseudo_targets == "crop_noised":
+                y_p, w_p = pseudo_targets(self._teacher_probs(x_p), self.args.pseudo_mode,
+                                          self.args.pseudo_threshold, self.args.pseudo_temperature)
             x = torch.cat([x_l, x_p])
         else:
             x, y_l, _ = self.noise(mels, targets)
@@ -656,6 +683,11 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return float(loss.detach())
+
+    @torch.no_grad()
+    def _teacher_probs(self, x):
+        with autocast(self.device, self.precision):
+            return torch.sigmoid(self.crop_teacher(x).float())
 
     def _validate(self) -> dict:
         probs = predict_songs(self.validated_model, self.valid_store, self.valid_ids, self.device,
