@@ -477,7 +477,7 @@ def test_crop_targets_are_the_teacher_on_the_same_clean_crop(toy, teacher, pseud
         "--pseudo-labels", str(pseudo_labels), "--unlabeled-mels", str(toy / "unlabeled.h5"),
         "--pseudo-targets", "crop", "--teacher-checkpoint", str(teacher / "best.ckpt"),
         "--precision", "fp32")[1:])
-    trainer = train_module.Trainer(args)
+    trainer = train_module.Trainer.from_args(args)
     mels, targets, sources = next(iter(trainer.loader))
     seen = []
     real_bce = F.binary_cross_entropy_with_logits

@@ -10,14 +10,17 @@ Noisy student (`--pseudo-labels`): every batch holds labeled and pseudo-labeled 
 (`--labeled-ratio`), loss = BCE(labeled) + `--pseudo-weight` * BCE(pseudo-labeled), and the
 student's inputs are noised in the mel domain (`mtt.noise`) while dropout / stochastic depth noise
 the model.
+
+The options of a run are `TrainConfig` (`mtt.train_config`); resuming from last.ckpt is
+`mtt.resume`.
 """
 import argparse
 import csv
 import math
 import os
-import random
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,39 +31,51 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import resume
 from .atomic import atomic_path
-from .checkpoint import load_checkpoint, one_line, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets,
                    read_pseudo_labels, read_split)
 from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
 from .models import build_model
-from .noise import NOISE_KINDS, MelNoise, parse_noise_kinds
-from .predict import (PRECISIONS, autocast, crop_frames, predict_songs, resolve_device,
-                      select_precision, set_threads)
-from .tag_trust import MODES as TAG_TRUST_MODES, teacher_tag_weights
+from .noise import MelNoise
+from .predict import (autocast, crop_frames, predict_songs, resolve_device, select_precision,
+                      set_threads)
+from .tag_trust import teacher_tag_weights
 from .tags import read_tag_list
+from .train_config import SELECT_BY, TrainConfig
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "lr",
                    "seconds"]
-# Settings a resumed run must share with the run that wrote last.ckpt (others, like the epoch
-# limit, patience, workers or device, may change between attempts).
-RUN_IDENTITY = ["model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
-                "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode",
-                "pseudo_threshold", "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience",
-                "label_blend", "ema_decay", "select_by", "precision", "pseudo_tag_weights",
-                "pseudo_targets", "pseudo_temperature"]
 
 
-# Settings added after last.ckpt files were first written: an older file ran with these values.
-IDENTITY_DEFAULTS = {"lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0,
-                     "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none",
-                     "pseudo_targets": "song", "pseudo_temperature": 1.0}
-# --select-by: the validation score that picks the kept epoch and counts the patience
-SELECT_BY = {"valid_loss": "lowest validation loss",
-             "valid_roc_auc": "highest validation macro ROC-AUC",
-             "valid_pr_auc": "highest validation macro PR-AUC",
-             "valid_auc": "highest mean of validation macro ROC-AUC and PR-AUC"}
+@dataclass(frozen=True)
+class TrainFiles:
+    """The files of a training run, arguments of `mtt train` beside its options: what it reads
+    (stamped into last.ckpt: other files, another run) and where it writes (`out`)."""
+    train: Path
+    valid: Path
+    tags: Path
+    mels: list
+    out: Path
+    pseudo_labels: list = ()
+    unlabeled_mels: list = ()
+    labeled_pseudo_labels: list = ()
+    teacher_checkpoint: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrainFiles":
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    @property
+    def is_student(self) -> bool:
+        return bool(self.pseudo_labels)
+
+    def stamp(self) -> list:
+        return resume.input_files_stamp([self.train, self.valid, self.tags, *self.mels,
+                                         *self.pseudo_labels, *self.unlabeled_mels,
+                                         *self.labeled_pseudo_labels])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,143 +86,94 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--mels", required=True, nargs="+", type=Path,
                       help="mel shards holding the train and valid songs")
     data.add_argument("--out", required=True, type=Path, help="output folder")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="transformer", choices=["transformer", "resnet"])
-    model.add_argument("--preset", choices=["teacher", "compact_student"],
-                       help="transformer size preset (teacher C128/D256, compact_student C128/D64)")
-    model.add_argument("--conv-channels", type=int, help="CNN channels C")
-    model.add_argument("--width", type=int, help="transformer width D")
-    model.add_argument("--layers", type=int, help="transformer layers")
-    model.add_argument("--heads", type=int, help="attention heads")
-    model.add_argument("--dropout", type=float, help="dropout (model noise)")
-    model.add_argument("--drop-path", type=float, help="stochastic depth rate (model noise)")
-    model.add_argument("--crop-seconds", type=float,
-                       help="training crop / validation chunk length (default: the model's, 10 s "
-                            "for the transformer)")
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int, default=32)
-    opt.add_argument("--lr", type=float, default=1e-4)
-    opt.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
-    opt.add_argument("--lr-decay", type=float, default=1.0,
-                     help="multiply the learning rate by this after --lr-patience epochs without "
-                          "a lower validation loss (default 1: a constant rate)")
-    opt.add_argument("--lr-patience", type=int, default=3,
-                     help="epochs without a lower validation loss before the rate decays")
-    opt.add_argument("--ema-decay", type=float, default=0.0,
-                     help="validate and keep an exponential moving average of the weights, "
-                          "updated every step with this decay (e.g. 0.98); default 0: the raw "
-                          "weights")
-    opt.add_argument("--select-by", choices=sorted(SELECT_BY), default="valid_loss",
-                     help="the epoch kept as best.ckpt, and the one early stopping counts from: "
-                     + "; ".join(f"{k}: {v}" for k, v in SELECT_BY.items()))
-    opt.add_argument("--max-epochs", type=int, default=200)
-    opt.add_argument("--patience", type=int, default=40,
-                     help="stop after this many epochs without a lower validation loss")
-    opt.add_argument("--steps-per-epoch", type=int,
-                     help="batches per epoch (default: one pass over the labeled training songs)")
-    opt.add_argument("--valid-chunks", type=int, default=8,
-                     help="evenly spaced chunks per validation song (predictions averaged)")
-    opt.add_argument("--workers", type=int, help="data-loader processes (default: 0 on CPU, 4 on GPU)")
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--fresh-unless-interrupted", action="store_true",
-                     help="start over (deleting last.ckpt) unless it holds an unfinished run with "
-                     "these settings and these input files (same sizes and modification times); "
-                     "for workflow managers, which rerun a finished job only to redo it")
-    opt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    opt.add_argument("--precision", choices=PRECISIONS, default="auto",
-                     help="fp32, bf16 autocast, or auto (default): bf16 where it is faster, on "
-                          "CUDA with bf16 support or a CPU with AMX; fp32 elsewhere")
-    opt.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
-    student = parser.add_argument_group("noisy student")
+    groups = {title: parser.add_argument_group(title)
+              for title in ("model", "optimisation", "noisy student")}
+    student = groups["noisy student"]
     student.add_argument("--pseudo-labels", nargs="+", type=Path, default=[],
                          help="pseudo-label shards from `mtt pseudo-label` (makes this a student)")
     student.add_argument("--unlabeled-mels", nargs="+", type=Path, default=[],
                          help="mel shards of the pseudo-labeled songs (default: --mels)")
-    student.add_argument("--labeled-ratio", type=float, default=0.5,
-                         help="share of labeled crops in a batch")
-    student.add_argument("--pseudo-weight", type=float, default=1.0,
-                         help="weight of the pseudo-label loss")
-    student.add_argument("--pseudo-mode", choices=["soft", "hard", "threshold"], default="soft")
-    student.add_argument("--pseudo-temperature", type=float, default=1.0,
-                         help="soft mode: sharpen pseudo-labels as sigmoid(logit(p) / T) "
-                         "(default 1: the teacher's probabilities)")
-    student.add_argument("--pseudo-threshold", type=float, default=0.5,
-                         help="hard: positive at p >= T; threshold: keep p >= T and p <= 1 - T")
     student.add_argument("--labeled-pseudo-labels", nargs="+", type=Path, default=[],
                          help="the teacher's predictions for the labeled training songs "
                          "(`mtt pseudo-label` on their shards), for --label-blend")
-    student.add_argument("--pseudo-tag-weights", choices=TAG_TRUST_MODES, default="none",
-                         help="teacher_valid_auc: weight each tag's pseudo-label loss by "
-                         "clip(2 * ROC-AUC - 1, 0, 1) of the teacher on the validation split "
-                         "(needs --teacher-checkpoint); none: every tag weight 1")
     student.add_argument("--teacher-checkpoint", type=Path,
                          help="the checkpoint that made the pseudo-labels")
-    student.add_argument("--pseudo-targets", choices=["song", "crop", "crop_noised"],
-                         default="song",
-                         help="song: the pseudo-label shard's song-level labels; crop: the "
-                         "teacher (--teacher-checkpoint) labels the same clean crop the student "
-                         "sees noised; crop_noised: the teacher sees the noised crop too")
-    student.add_argument("--label-blend", type=float, default=0.0,
-                         help="labeled targets = (1 - B) * labels + B * teacher predictions "
-                         "(default 0: the labels alone)")
-    student.add_argument("--noise", default="auto",
-                         help=f"input noise kinds, comma-separated from {', '.join(NOISE_KINDS)}, "
-                              "or none (default: all for a student, none for a teacher)")
-    student.add_argument("--noise-prob", type=float, default=0.5,
-                         help="probability of each noise kind per example")
+    TrainConfig.add_arguments(groups)  # every option of the run
 
 
-def check_options(args) -> None:
-    if args.pseudo_labels and args.pseudo_mode == "threshold" and \
-            not 0.5 < args.pseudo_threshold < 1.0:  # at start, not on the first step
-        raise ValueError(f"--pseudo-mode threshold needs --pseudo-threshold in (0.5, 1), "
-                         f"not {args.pseudo_threshold:g}")
-    for flag in ("batch_size", "max_epochs", "patience", "valid_chunks", "lr_patience"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
-        raise ValueError("--steps-per-epoch must be at least 1")
-    if args.unlabeled_mels and not args.pseudo_labels:
+def check_options(config: TrainConfig, files: TrainFiles) -> None:
+    """The options' own checks, and the files they need."""
+    config.check(student=files.is_student)
+    if files.unlabeled_mels and not files.pseudo_labels:
         raise ValueError("--unlabeled-mels needs --pseudo-labels")
-    if not 0.0 < args.lr_decay <= 1.0:
-        raise ValueError("--lr-decay must be in (0, 1]")
-    if not 0.0 <= args.ema_decay < 1.0:
-        raise ValueError("--ema-decay must be in [0, 1)")
-    if not 0.0 <= args.label_blend <= 1.0:
-        raise ValueError("--label-blend must be in [0, 1]")
-    if args.pseudo_targets != "song" and not (args.pseudo_labels and args.teacher_checkpoint):
-        raise ValueError(f"--pseudo-targets {args.pseudo_targets} needs --pseudo-labels and "
+    if config.pseudo_targets != "song" and not (files.pseudo_labels and files.teacher_checkpoint):
+        raise ValueError(f"--pseudo-targets {config.pseudo_targets} needs --pseudo-labels and "
                          "--teacher-checkpoint")
-    if args.pseudo_temperature <= 0:
-        raise ValueError("--pseudo-temperature must be positive")
-    if args.pseudo_tag_weights != "none" and not (args.pseudo_labels and args.teacher_checkpoint):
+    if config.pseudo_tag_weights != "none" and not (files.pseudo_labels and
+                                                    files.teacher_checkpoint):
         raise ValueError("--pseudo-tag-weights needs --pseudo-labels and --teacher-checkpoint")
-    if args.label_blend > 0 and not args.labeled_pseudo_labels:
+    if config.label_blend > 0 and not files.labeled_pseudo_labels:
         raise ValueError("--label-blend needs --labeled-pseudo-labels")
 
 
 def run(args) -> int:
     try:
-        check_options(args)
-        return Trainer(args).fit()
+        config, files = TrainConfig.from_args(args), TrainFiles.from_args(args)
+        check_options(config, files)
+        return Trainer(config, files).fit()
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"mtt train: error: {err}", file=sys.stderr)
         return 2
 
 
-# ------------------------------------------------------------------------------------ setup
+# ---------------------------------------------------------------------- plain functions
 
-def model_config(args) -> dict:
-    """Constructor keywords from the preset and the explicit size/noise options."""
-    if args.model == "resnet":
-        for flag in ("preset", "width", "layers", "heads", "drop_path"):
-            if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag.replace('_', '-')} does not apply to the resnet")
-        config = {"channels": args.conv_channels, "dropout": args.dropout}
-    else:
-        config = {"conv_channels": args.conv_channels, "width": args.width, "layers": args.layers,
-                  "heads": args.heads, "dropout": args.dropout, "drop_path": args.drop_path}
-    return {k: v for k, v in config.items() if v is not None}
+def student_loss(logits, labeled_targets, pseudo_targets, pseudo_weights, pseudo_weight: float,
+                 tag_weights=None):
+    """BCE of the labeled crops (the first `len(labeled_targets)` rows of `logits`) plus
+    `pseudo_weight` times the pseudo-labeled crops' BCE, each element weighted by its tag's
+    weight (`tag_weights`, --pseudo-tag-weights) and its own (`pseudo_weights`: 0 where threshold
+    mode leaves it out), over the sum of the own weights (at least 1: a tag weight of 0 adds
+    nothing and takes nothing from the denominator)."""
+    n = len(labeled_targets)
+    loss = F.binary_cross_entropy_with_logits(logits[:n], labeled_targets)
+    pseudo = F.binary_cross_entropy_with_logits(logits[n:], pseudo_targets, reduction="none")
+    if tag_weights is not None:
+        pseudo = pseudo * tag_weights
+    pseudo = (pseudo * pseudo_weights).sum() / pseudo_weights.sum().clamp_min(1.0)
+    return loss + pseudo_weight * pseudo
+
+
+def stop_reason(state: dict, config: TrainConfig) -> str | None:
+    """Why a run in `state` has stopped (early stopping, the epoch limit), or None."""
+    if state["epochs_since_best"] >= config.patience:
+        better = SELECT_BY[config.select_by].replace("lowest", "lower").replace(
+            "highest", "higher")
+        return f"early stop: no {better} for {config.patience} epochs"
+    if state["epoch"] >= config.max_epochs:
+        return f"reached --max-epochs {config.max_epochs}"
+    return None
+
+
+def selection_score(valid: dict, select_by: str) -> float:
+    """The --select-by score of one validation, higher is better; a metric that is not
+    defined (no tag with positives) counts as no improvement."""
+    if select_by == "valid_loss":
+        return -valid["loss"]
+    value = ((valid["roc_auc"] + valid["pr_auc"]) / 2 if select_by == "valid_auc"
+             else valid[select_by.removeprefix("valid_")])
+    return value if math.isfinite(value) else -math.inf
+
+
+def validation_scores(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Song-level BCE and macro ROC-AUC / PR-AUC over the tags with positives."""
+    clipped = np.clip(probs, 1e-7, 1 - 1e-7)
+    loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
+    roc, pr = per_tag_scores(labels, probs)
+    mask = evaluable_tags(labels)
+    nan = float("nan")
+    return {"loss": float(loss), "roc_auc": float(np.mean(roc[mask])) if mask.any() else nan,
+            "pr_auc": float(np.mean(pr[mask])) if mask.any() else nan}
 
 
 def teacher_predictions(paths, tags, track_ids) -> np.ndarray:
@@ -230,325 +196,143 @@ def distributed_context():
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def input_files_stamp(args) -> list:
-    """(path, size, modification time) of every input file: a rebuilt shard or a new split
-    changes it, as it makes a workflow manager rerun the job."""
-    paths = [args.train, args.valid, args.tags, *args.mels, *args.pseudo_labels,
-             *args.unlabeled_mels, *args.labeled_pseudo_labels]
-    stamp = []
-    for path in paths:
-        info = Path(path).stat()
-        stamp.append((str(Path(path).resolve()), info.st_size, info.st_mtime_ns))
-    return stamp
+def write_history(path: Path, rows: list) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
 
 
-def _numpy_state_plain(state: tuple) -> dict:
-    """np.random.get_state() with its key array as a tensor (weights_only loads it)."""
-    kind, keys, pos, has_gauss, gauss = state
-    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+def tensorboard_writer(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
-def _numpy_state_tuple(state: dict) -> tuple:
-    return (state["kind"], state["keys"].numpy().astype(np.uint32), state["pos"],
-            state["has_gauss"], state["gauss"])
-
+# ----------------------------------------------------------------------------- the run
 
 class Trainer:
-    def __init__(self, args):
-        self.args = args
+    def __init__(self, config: TrainConfig, files: TrainFiles):
+        self.config, self.files = config, files
         self.rank, self.world, local_rank = distributed_context()
-        set_threads(args.threads)
-        self.device = resolve_device(args.device)
+        set_threads(config.threads)
+        self.device = resolve_device(config.device)
         if self.world > 1:
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", local_rank)
                 torch.cuda.set_device(self.device)
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.precision = select_precision(args.precision, self.device)  # "fp32" or "bf16"
+        self.precision = select_precision(config.precision, self.device)  # "fp32" or "bf16"
         self.is_main = self.rank == 0
-        self.out = args.out
-        self.tags = read_tag_list(args.tags)
+        self.out = files.out
+        self.tags = read_tag_list(files.tags)
         if not self.tags:
-            raise ValueError(f"{args.tags}: no tags")
-        self.is_student = bool(args.pseudo_labels)
-        noise = ("all" if self.is_student else "none") if args.noise == "auto" else args.noise
-        self.noise_kinds = NOISE_KINDS if noise == "all" else parse_noise_kinds(noise)
+            raise ValueError(f"{files.tags}: no tags")
+        self.is_student = files.is_student
+        self.noise_kinds = config.noise_kinds(self.is_student)
 
-        torch.manual_seed(args.seed)
-        self.model = build_model(args.model, len(self.tags), preset=args.preset,
-                                 **model_config(args)).to(self.device)
-        self.frames = crop_frames(self.model, args.crop_seconds)
-        self.identity = {
-            "model": args.model, "model_config": self.model.config, "tags": self.tags,
-            "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
-            "crop_frames": self.frames, "steps_per_epoch": args.steps_per_epoch,
-            "labeled_ratio": args.labeled_ratio if self.is_student else None,
-            "pseudo_weight": args.pseudo_weight if self.is_student else None,
-            "pseudo_mode": args.pseudo_mode if self.is_student else None,
-            "pseudo_threshold": args.pseudo_threshold if self.is_student else None,
-            "noise": list(self.noise_kinds), "noise_prob": args.noise_prob,
-            "warmup_steps": args.warmup_steps, "lr_decay": args.lr_decay,
-            "lr_patience": args.lr_patience if args.lr_decay < 1 else None,
-            "label_blend": args.label_blend, "ema_decay": args.ema_decay,
-            "select_by": args.select_by,
-            "precision": self.precision,
-            "pseudo_tag_weights": args.pseudo_tag_weights if self.is_student else "none",
-            "pseudo_targets": args.pseudo_targets if self.is_student else "song",
-            "pseudo_temperature": args.pseudo_temperature if self.is_student else 1.0,
-        }
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model, len(self.tags), preset=config.preset,
+                                 **config.model_config()).to(self.device)
+        self.frames = crop_frames(self.model, config.crop_seconds)
+        self.identity = config.identity(
+            self.is_student, model_config=self.model.config, tags=self.tags,
+            crop_frames=self.frames, noise=list(self.noise_kinds), precision=self.precision)
         self._build_data()
         self.state = {"epoch": 0, "best_valid_loss": math.inf, "best_score": -math.inf,
                       "best_epoch": -1, "epochs_since_best": 0, "history": [], "lr_scale": 1.0,
                       "plateau": 0}
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
-        warmup = max(0, args.warmup_steps)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        warmup = max(0, config.warmup_steps)
         # per step: linear warm-up, times the decay that validation plateaus have brought so far
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: (min(1.0, (step + 1) / warmup) if warmup else 1.0)
             * self.state["lr_scale"])
-        self.noise = MelNoise(self.noise_kinds, args.noise_prob, seed=[args.seed, self.rank])
+        self.noise = MelNoise(self.noise_kinds, config.noise_prob, seed=[config.seed, self.rank])
         self.ddp_model = self.model
         if self.world > 1:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         # --ema-decay: the averaged weights are the ones validated, kept and saved as best.ckpt
-        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay),
-                                  use_buffers=True) if args.ema_decay > 0 else None)
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                                  use_buffers=True) if config.ema_decay > 0 else None)
         self.best_weights = None  # CPU copy of the best epoch's weights, also kept in last.ckpt
-        self.inputs = input_files_stamp(args)
+        self.inputs = files.stamp()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Trainer":
+        return cls(TrainConfig.from_args(args), TrainFiles.from_args(args))
 
     def _build_data(self):
-        args = self.args
-        store = MelStore(args.mels)
-        train_ids, train_labels = keep_stored(*read_split(args.train, self.tags), store, "train")
-        if args.label_blend > 0:
-            teacher = teacher_predictions(args.labeled_pseudo_labels, self.tags, train_ids)
-            train_labels = (1 - args.label_blend) * train_labels + args.label_blend * teacher
-        self.valid_ids, self.valid_labels = keep_stored(*read_split(args.valid, self.tags), store,
+        config, files = self.config, self.files
+        store = MelStore(files.mels)
+        train_ids, train_labels = keep_stored(*read_split(files.train, self.tags), store, "train")
+        if config.label_blend > 0:
+            teacher = teacher_predictions(files.labeled_pseudo_labels, self.tags, train_ids)
+            train_labels = (1 - config.label_blend) * train_labels + config.label_blend * teacher
+        self.valid_ids, self.valid_labels = keep_stored(*read_split(files.valid, self.tags), store,
                                                         "valid")
         if not self.valid_ids:
-            raise ValueError(f"{args.valid}: no validation song has a stored mel")
+            raise ValueError(f"{files.valid}: no validation song has a stored mel")
         self.valid_store = store
         pseudo = None
         if self.is_student:
-            pseudo_store = MelStore(args.unlabeled_mels) if args.unlabeled_mels else store
+            pseudo_store = MelStore(files.unlabeled_mels) if files.unlabeled_mels else store
             pseudo_ids, pseudo_probs = keep_stored(
-                *read_pseudo_labels(args.pseudo_labels, self.tags), pseudo_store, "pseudo-labeled")
+                *read_pseudo_labels(files.pseudo_labels, self.tags), pseudo_store,
+                "pseudo-labeled")
             if not pseudo_ids:
                 raise ValueError("no pseudo-labeled song has a stored mel; pass the unlabeled "
                                  "songs' shards with --unlabeled-mels")
             pseudo = (pseudo_store, pseudo_ids, pseudo_probs)
         self.tag_weights = None
-        if self.is_student and args.pseudo_tag_weights == "teacher_valid_auc":
-            weights = teacher_tag_weights(args.teacher_checkpoint, self.tags, store,
+        if self.is_student and config.pseudo_tag_weights == "teacher_valid_auc":
+            weights = teacher_tag_weights(files.teacher_checkpoint, self.tags, store,
                                           self.valid_ids, self.valid_labels, self.device,
-                                          args.valid_chunks)
+                                          config.valid_chunks)
             self.tag_weights = torch.from_numpy(weights).to(self.device)
-            if self.is_main:
-                print("pseudo-label tag weights (teacher's validation ROC-AUC): " + ", ".join(
-                    f"{t} {w:.2f}" for t, w in zip(self.tags, weights)), file=sys.stderr)
+            self._log("pseudo-label tag weights (teacher's validation ROC-AUC): " + ", ".join(
+                f"{t} {w:.2f}" for t, w in zip(self.tags, weights)))
         self.crop_teacher = None
-        if self.is_student and args.pseudo_targets != "song":
-            self.crop_teacher, _ = load_checkpoint(args.teacher_checkpoint)
+        if self.is_student and config.pseudo_targets != "song":
+            self.crop_teacher, _ = load_checkpoint(files.teacher_checkpoint)
             self.crop_teacher.to(self.device).eval()
         self.dataset = CropDataset(self.frames, (store, train_ids, train_labels), pseudo)
         self.plan = EpochBatchPlan(len(train_ids), len(pseudo[1]) if pseudo else 0,
-                                   args.batch_size, args.labeled_ratio, args.steps_per_epoch,
-                                   args.seed, self.rank, self.world)
-        workers = args.workers if args.workers is not None else (4 if self.device.type == "cuda" else 0)
+                                   config.batch_size, config.labeled_ratio,
+                                   config.steps_per_epoch, config.seed, self.rank, self.world)
+        workers = config.workers if config.workers is not None else (
+            4 if self.device.type == "cuda" else 0)
         self.loader = DataLoader(self.dataset, batch_sampler=self.plan, num_workers=workers,
                                  pin_memory=self.device.type == "cuda",
                                  persistent_workers=workers > 0,
                                  # its own generator: the loader must not draw from the global
                                  # RNG (crop positions come from the plan), or a resumed run with
                                  # persistent workers would diverge
-                                 generator=torch.Generator().manual_seed(args.seed))
-        if self.is_main:
-            print(f"train: {len(train_ids)} labeled songs"
+                                 generator=torch.Generator().manual_seed(config.seed))
+        self._log(f"train: {len(train_ids)} labeled songs"
                   + (f" + {len(pseudo[1])} pseudo-labeled" if pseudo else "")
                   + f", {len(self.plan)} steps/epoch of {self.plan.n_labeled} labeled"
                   + (f" + {self.plan.n_pseudo} pseudo-labeled" if pseudo else "")
-                  + f" crops of {self.frames} frames; valid: {len(self.valid_ids)} songs",
-                  file=sys.stderr)
-
-    # -------------------------------------------------------------------------- checkpoints
-
-    @property
-    def last_path(self) -> Path:
-        return self.out / "last.ckpt"
-
-    @property
-    def best_path(self) -> Path:
-        return self.out / "best.ckpt"
-
-    def _save_last(self):
-        payload = {
-            "identity": self.identity,
-            "inputs": self.inputs,
-            "state": self.state,
-            "model": self.model.state_dict(),
-            "best_model": self.best_weights,
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": _numpy_state_plain(np.random.get_state()),
-                "python": random.getstate(),
-                "noise": self.noise.rng_state(),
-            },
-        }  # tensors and plain types only: read back with torch.load(weights_only=True)
-        with atomic_path(self.last_path) as tmp:
-            torch.save(payload, tmp)
-
-    def _load_last(self) -> dict | None:
-        """last.ckpt's payload, read with weights_only=True so that no file runs code.
-
-        A file that cannot be read that way (written by an mtt before this format, truncated,
-        or not ours) is an error of one line; with --fresh-unless-interrupted it is stale and
-        removed, like a finished run's."""
-        if not self.last_path.exists():
-            return None
-        try:
-            payload = torch.load(self.last_path, map_location="cpu", weights_only=True)
-            if not isinstance(payload, dict) or not {"identity", "state", "model",
-                                                     "rng"} <= payload.keys():
-                raise ValueError("not a last.ckpt of mtt train")
-        except Exception as err:  # noqa: BLE001 - any failure: one line, never a traceback
-            reason = one_line(err)
-            if self.args.fresh_unless_interrupted:
-                if self.world > 1:
-                    dist.barrier()
-                if self.is_main:
-                    print(f"{self.last_path}: not a resumable checkpoint ({reason}); "
-                          "starting over", file=sys.stderr)
-                    self.last_path.unlink(missing_ok=True)
-                if self.world > 1:
-                    dist.barrier()
-                return None
-            raise ValueError(f"{self.last_path}: not a resumable checkpoint ({reason}); "
-                             "delete it (or use --fresh-unless-interrupted) to start over") from None
-        return payload
-
-    @staticmethod
-    def _stored_identity(payload: dict) -> dict:
-        return {**IDENTITY_DEFAULTS, **payload["identity"]}
-
-    def _discard_stale_last(self, payload: dict | None) -> dict | None:
-        """--fresh-unless-interrupted: delete last.ckpt unless it is an unfinished run of these
-        settings on these input files, the one case where resuming is what a rerun means.
-        Returns the payload to resume from, or None."""
-        if payload is None:
-            return None
-        reason = None
-        if self._stored_identity(payload) != self.identity:
-            reason = "a run with other settings"
-        elif payload.get("inputs") != self.inputs:
-            reason = "a run on other input files"
-        else:
-            finished = self._stop_reason(payload["state"])
-            if finished is not None:
-                reason = f"a finished run ({finished})"
-        if reason is not None:  # every rank reaches the same verdict from the same file
-            if self.world > 1:
-                dist.barrier()  # all ranks have read it before it goes
-            if self.is_main:
-                print(f"{self.last_path}: left by {reason}; starting over", file=sys.stderr)
-                self.last_path.unlink()
-            if self.world > 1:
-                dist.barrier()
-            return None
-        return payload
-
-    def _resume(self, payload: dict | None) -> bool:
-        """Restore the run saved in last.ckpt's `payload`; False when there is none."""
-        if payload is None:
-            return False
-        stored = self._stored_identity(payload)
-        if stored != self.identity:
-            changed = [k for k in RUN_IDENTITY if stored.get(k) != self.identity.get(k)]
-            raise ValueError(f"{self.last_path}: left by a run with other settings ({changed}); "
-                             "use another --out or delete the folder to start over")
-        self.model.load_state_dict(payload["model"])
-        if self.ema is not None:
-            self.ema.load_state_dict(payload["ema"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.state = {"lr_scale": 1.0, "plateau": 0, **payload["state"]}
-        self.best_weights = payload.get("best_model")
-        if self.best_weights is None and self.best_path.exists():  # written by an older version
-            try:
-                self.best_weights = torch.load(self.best_path, map_location="cpu",
-                                               weights_only=True)["state_dict"]
-            except Exception as err:  # noqa: BLE001
-                raise ValueError(f"{self.best_path}: not a readable mtt checkpoint "
-                                 f"({one_line(err)})") from None
-        rng = payload["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(_numpy_state_tuple(rng["numpy"]))
-        random.setstate(rng["python"])
-        self.noise.set_rng_state(rng["noise"])
-        return True
-
-    def _write_history(self):
-        with atomic_path(self.out / "history.csv") as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
-                writer.writeheader()
-                writer.writerows(self.state["history"])
-
-    def _meta(self, stopped: str | None = None) -> dict:
-        meta = {"role": "student" if self.is_student else "teacher",
-                "best_epoch": self.state["best_epoch"],
-                "best_valid_loss": self.state["best_valid_loss"],
-                "select_by": self.args.select_by,
-                "epochs_run": self.state["epoch"], "history": self.state["history"],
-                "training": {k: v for k, v in self.identity.items() if k not in ("tags",)},
-                "train_tsv": str(self.args.train), "valid_tsv": str(self.args.valid),
-                "pseudo_labels": [str(p) for p in self.args.pseudo_labels]}
-        if stopped:
-            meta["stopped"] = stopped
-        return meta
+                  + f" crops of {self.frames} frames; valid: {len(self.valid_ids)} songs")
 
     # ---------------------------------------------------------------------------- training
 
-    def _stop_reason(self, state: dict | None = None) -> str | None:
-        state = self.state if state is None else state
-        if state["epochs_since_best"] >= self.args.patience:
-            better = SELECT_BY[self.args.select_by].replace("lowest", "lower").replace(
-                "highest", "higher")
-            return f"early stop: no {better} for {self.args.patience} epochs"
-        if state["epoch"] >= self.args.max_epochs:
-            return f"reached --max-epochs {self.args.max_epochs}"
-        return None
-
     def fit(self) -> int:
-        last = self._load_last()
-        if self.args.fresh_unless_interrupted:
-            last = self._discard_stale_last(last)
-        resumed = self._resume(last)
-        if (stopped := self._stop_reason()) is not None:
-            if self.is_main:
-                if self.best_path.exists() and (self.out / "history.csv").exists():
-                    print(f"{self.out}: training already finished ({stopped}); nothing to do",
-                          file=sys.stderr)
-                else:  # outputs removed after the run (e.g. by a workflow manager): restore them
-                    self._write_history()
-                    self._save_best(self._meta(stopped))
-                    print(f"{self.out}: training already finished ({stopped}); restored "
-                          "best.ckpt and history.csv from last.ckpt", file=sys.stderr)
+        """Resume or start; then train an epoch, validate, keep the best weights and save, until
+        early stopping or the epoch limit."""
+        resumed = self._resume()
+        if (stopped := stop_reason(self.state, self.config)) is not None:
+            self._already_finished(stopped)
             return 0
-        if resumed and self.is_main:
-            print(f"resuming from {self.last_path} after epoch {self.state['epoch']}",
-                  file=sys.stderr)
-        writer = self._tensorboard()
-        while (stopped := self._stop_reason()) is None:
-            epoch = self.state["epoch"]
-            started = time.perf_counter()
+        if resumed:
+            self._log(f"resuming from {self.last_path} after epoch {self.state['epoch']}")
+        writer = tensorboard_writer(self.out) if self.is_main else None
+        while (stopped := stop_reason(self.state, self.config)) is None:
+            epoch, started = self.state["epoch"], time.perf_counter()
             train_loss = self._train_epoch(epoch)
             lr = self.optimizer.param_groups[0]["lr"]  # of the epoch's last step
             valid = self._validate() if self.is_main else None
@@ -556,82 +340,29 @@ class Trainer:
             if not math.isfinite(valid_loss):
                 raise ValueError(f"validation loss is {valid_loss} after epoch {epoch + 1}: "
                                  "training diverged (try a lower --lr)")
-            score = self._broadcast(self._score(valid) if valid else 0.0)
-            self.state["epoch"] = epoch + 1
-            improved = (score > self.state.get("best_score", -self.state["best_valid_loss"])
-                        or self.state["best_epoch"] < 0)
-            if improved:
-                self.state.update(best_valid_loss=valid_loss, best_score=score,
-                                  best_epoch=epoch + 1, epochs_since_best=0)
-                self.best_weights = {k: v.detach().cpu().clone()
-                                     for k, v in self.validated_model.state_dict().items()}
-            else:
-                self.state["epochs_since_best"] += 1
-            self._decay_on_plateau(improved)
+            score = self._broadcast(selection_score(valid, self.config.select_by)
+                                    if valid else 0.0)
+            improved = self._end_epoch(valid_loss, score)
             if self.is_main:
                 row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                        "valid_loss": round(valid_loss, 6),
                        "valid_roc_auc": round(valid["roc_auc"], 6),
-                       "valid_pr_auc": round(valid["pr_auc"], 6),
-                       "lr": float(f"{lr:.6g}"),
+                       "valid_pr_auc": round(valid["pr_auc"], 6), "lr": float(f"{lr:.6g}"),
                        "seconds": round(time.perf_counter() - started, 2)}
-                self.state["history"].append(row)
-                if improved or not self.best_path.exists():
-                    self._save_best(self._meta())
-                self._write_history()
-                self._save_last()
-                print(f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
-                      f"valid_loss={row['valid_loss']:.4f} roc_auc={row['valid_roc_auc']:.4f} "
-                      f"pr_auc={row['valid_pr_auc']:.4f} ({row['seconds']:.0f} s)"
-                      + (" *" if improved else ""), file=sys.stderr)
-                if writer:
-                    for key in HISTORY_COLUMNS[1:5]:
-                        writer.add_scalar(key, row[key], row["epoch"])
+                self._record(row, improved, writer)
             if self.world > 1:
                 dist.barrier()
         if self.is_main:
             self._save_best(self._meta(stopped))  # the final metadata: whole history, why stopped
-            print(f"{self.out}: {stopped}; best epoch {self.state['best_epoch']} "
-                  f"(valid_loss={self.state['best_valid_loss']:.4f}, {self.args.select_by} "
-                  f"score={self.state.get('best_score', float('nan')):.4f})", file=sys.stderr)
+            self._log(f"{self.out}: {stopped}; best epoch {self.state['best_epoch']} "
+                      f"(valid_loss={self.state['best_valid_loss']:.4f}, "
+                      f"{self.config.select_by} "
+                      f"score={self.state.get('best_score', float('nan')):.4f})")
         if writer:
             writer.close()
         if self.world > 1:
             dist.destroy_process_group()
         return 0
-
-    def _score(self, valid: dict) -> float:
-        """The --select-by score of one validation, higher is better; a metric that is not
-        defined (no tag with positives) counts as no improvement."""
-        by = self.args.select_by
-        if by == "valid_loss":
-            return -valid["loss"]
-        value = ((valid["roc_auc"] + valid["pr_auc"]) / 2 if by == "valid_auc"
-                 else valid[by.removeprefix("valid_")])
-        return value if math.isfinite(value) else -math.inf
-
-    def _decay_on_plateau(self, improved: bool):
-        """--lr-decay: after --lr-patience epochs without a better --select-by score (counted from
-        the best epoch or the last decay), scale the learning rate down."""
-        self.state["plateau"] = 0 if improved else self.state["plateau"] + 1
-        if self.args.lr_decay < 1 and self.state["plateau"] >= self.args.lr_patience:
-            self.state["lr_scale"] *= self.args.lr_decay
-            self.state["plateau"] = 0
-            for group in self.optimizer.param_groups:  # takes effect from the next step on
-                group["lr"] *= self.args.lr_decay
-            if self.is_main:
-                print(f"learning rate x{self.args.lr_decay:g} -> "
-                      f"{self.args.lr * self.state['lr_scale']:.3g}", file=sys.stderr)
-
-    def _save_best(self, meta: dict):
-        with torch.random.fork_rng(devices=[]):  # building a model must not move the RNG
-            best = build_model(self.args.model, **self.model.config)
-        best.load_state_dict(self.best_weights)
-        save_checkpoint(self.best_path, best, self.tags, meta)
-
-    @property
-    def validated_model(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.model
 
     def _train_epoch(self, epoch: int) -> float:
         self.ddp_model.train()
@@ -652,30 +383,14 @@ class Trainer:
         return float(mean[0] / mean[1])
 
     def _step(self, mels, targets, sources) -> float:
-        labeled = (sources == LABELED).to(self.device)
-        if self.is_student:
-            x_l, y_l, _ = self.noise(mels[labeled], targets[labeled])
-            x_p, y_p = mels[~labeled], targets[~labeled]
-            if self.args.pseudo_targets == "crop":
-                y_p = self._teacher_probs(x_p)
-            y_p, w_p = pseudo_targets(y_p, self.args.pseudo_mode, self.args.pseudo_threshold,
-                                      self.args.pseudo_temperature)
-            x_p, y_p, w_p = self.noise(x_p, y_p, w_p)
-            if self.args.pseudo_targets == "crop_noised":
-                y_p, w_p = pseudo_targets(self._teacher_probs(x_p), self.args.pseudo_mode,
-                                          self.args.pseudo_threshold, self.args.pseudo_temperature)
-            x = torch.cat([x_l, x_p])
-        else:
-            x, y_l, _ = self.noise(mels, targets)
+        x, y, y_pseudo, w_pseudo = self._batch(mels, targets, sources)
         with autocast(self.device, self.precision):
             logits = self.ddp_model(x).float()
-        loss = F.binary_cross_entropy_with_logits(logits[:len(y_l)], y_l)
         if self.is_student:
-            pseudo = F.binary_cross_entropy_with_logits(logits[len(y_l):], y_p, reduction="none")
-            if self.tag_weights is not None:  # the denominator stays: untrusted tags add nothing
-                pseudo = pseudo * self.tag_weights
-            pseudo = (pseudo * w_p).sum() / w_p.sum().clamp_min(1.0)
-            loss = loss + self.args.pseudo_weight * pseudo
+            loss = student_loss(logits, y, y_pseudo, w_pseudo, self.config.pseudo_weight,
+                                self.tag_weights)
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -684,24 +399,70 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return float(loss.detach())
 
+    def _batch(self, mels, targets, sources):
+        """The noised inputs (labeled crops first) and targets of one batch: (x, labeled
+        targets, pseudo-label targets, their per-element weights); a teacher's has no pseudo
+        part (None, None)."""
+        if not self.is_student:
+            x, y, _ = self.noise(mels, targets)
+            return x, y, None, None
+        c = self.config
+        labeled = (sources == LABELED).to(self.device)
+        x_l, y_l, _ = self.noise(mels[labeled], targets[labeled])
+        x_p, y_p = mels[~labeled], targets[~labeled]
+        if c.pseudo_targets == "crop":
+            y_p = self._teacher_probs(x_p)
+        y_p, w_p = pseudo_targets(y_p, c.pseudo_mode, c.pseudo_threshold, c.pseudo_temperature)
+        x_p, y_p, w_p = self.noise(x_p, y_p, w_p)
+        if c.pseudo_targets == "crop_noised":
+            y_p, w_p = pseudo_targets(self._teacher_probs(x_p), c.pseudo_mode,
+                                      c.pseudo_threshold, c.pseudo_temperature)
+        return torch.cat([x_l, x_p]), y_l, y_p, w_p
+
     @torch.no_grad()
     def _teacher_probs(self, x):
         with autocast(self.device, self.precision):
             return torch.sigmoid(self.crop_teacher(x).float())
 
+    @property
+    def validated_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
     def _validate(self) -> dict:
+        chunks = self.config.valid_chunks
         probs = predict_songs(self.validated_model, self.valid_store, self.valid_ids, self.device,
-                              chunks=self.args.valid_chunks, frames=self.frames,
-                              batch_size=max(self.args.batch_size, self.args.valid_chunks),
+                              chunks=chunks, frames=self.frames,
+                              batch_size=max(self.config.batch_size, chunks),
                               precision=self.precision)
-        labels = self.valid_labels
-        clipped = np.clip(probs, 1e-7, 1 - 1e-7)
-        loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
-        roc, pr = per_tag_scores(labels, probs)
-        mask = evaluable_tags(labels)
-        nan = float("nan")
-        return {"loss": float(loss), "roc_auc": float(np.mean(roc[mask])) if mask.any() else nan,
-                "pr_auc": float(np.mean(pr[mask])) if mask.any() else nan}
+        return validation_scores(self.valid_labels, probs)
+
+    def _end_epoch(self, valid_loss: float, score: float) -> bool:
+        """Count the epoch; keep its weights if its score is the best so far (returns whether
+        it is); decay the learning rate on a plateau."""
+        self.state["epoch"] += 1
+        improved = (score > self.state.get("best_score", -self.state["best_valid_loss"])
+                    or self.state["best_epoch"] < 0)
+        if improved:
+            self.state.update(best_valid_loss=valid_loss, best_score=score,
+                              best_epoch=self.state["epoch"], epochs_since_best=0)
+            self.best_weights = {k: v.detach().cpu().clone()
+                                 for k, v in self.validated_model.state_dict().items()}
+        else:
+            self.state["epochs_since_best"] += 1
+        self._decay_on_plateau(improved)
+        return improved
+
+    def _decay_on_plateau(self, improved: bool):
+        """--lr-decay: after --lr-patience epochs without a better --select-by score (counted from
+        the best epoch or the last decay), scale the learning rate down."""
+        c = self.config
+        self.state["plateau"] = 0 if improved else self.state["plateau"] + 1
+        if c.lr_decay < 1 and self.state["plateau"] >= c.lr_patience:
+            self.state["lr_scale"] *= c.lr_decay
+            self.state["plateau"] = 0
+            for group in self.optimizer.param_groups:  # takes effect from the next step on
+                group["lr"] *= c.lr_decay
+            self._log(f"learning rate x{c.lr_decay:g} -> {c.lr * self.state['lr_scale']:.3g}")
 
     def _broadcast(self, value: float) -> float:
         if self.world == 1:
@@ -710,11 +471,81 @@ class Trainer:
         dist.broadcast(tensor, src=0)
         return float(tensor[0])
 
-    def _tensorboard(self):
+    def _log(self, message: str) -> None:
+        if self.is_main:
+            print(message, file=sys.stderr)
+
+    # ------------------------------------------------------------------- files of the run
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.ckpt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.ckpt"
+
+    def _resume(self) -> bool:
+        """Restore the run in last.ckpt, if there is one to resume (`mtt.resume`)."""
+        fresh = self.config.fresh_unless_interrupted
+        last = resume.load_last(self.last_path, fresh=fresh, rank=self.rank, world=self.world)
+        if fresh:
+            last = resume.discard_stale(
+                self.last_path, last, identity=self.identity, inputs=self.inputs,
+                finished=lambda state: stop_reason(state, self.config), rank=self.rank,
+                world=self.world)
+        if last is None:
+            return False
+        self.state, self.best_weights = resume.restore(
+            self.last_path, last, identity=self.identity, model=self.model, ema=self.ema,
+            optimizer=self.optimizer, scheduler=self.scheduler, noise=self.noise,
+            best_path=self.best_path)
+        return True
+
+    def _already_finished(self, stopped: str) -> None:
         if not self.is_main:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return None
-        return SummaryWriter(str(self.out / "tensorboard"))
+            return
+        if self.best_path.exists() and (self.out / "history.csv").exists():
+            self._log(f"{self.out}: training already finished ({stopped}); nothing to do")
+        else:  # outputs removed after the run (e.g. by a workflow manager): restore them
+            write_history(self.out / "history.csv", self.state["history"])
+            self._save_best(self._meta(stopped))
+            self._log(f"{self.out}: training already finished ({stopped}); restored "
+                      "best.ckpt and history.csv from last.ckpt")
+
+    def _record(self, row: dict, improved: bool, writer) -> None:
+        """An epoch's outputs: its history row, best.ckpt if it improved, last.ckpt."""
+        self.state["history"].append(row)
+        if improved or not self.best_path.exists():
+            self._save_best(self._meta())
+        write_history(self.out / "history.csv", self.state["history"])
+        resume.save_last(self.last_path, identity=self.identity, inputs=self.inputs,
+                         state=self.state, model=self.model, best_model=self.best_weights,
+                         ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
+                         noise=self.noise)
+        self._log(f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
+                  f"valid_loss={row['valid_loss']:.4f} roc_auc={row['valid_roc_auc']:.4f} "
+                  f"pr_auc={row['valid_pr_auc']:.4f} ({row['seconds']:.0f} s)"
+                  + (" *" if improved else ""))
+        if writer:
+            for key in HISTORY_COLUMNS[1:5]:
+                writer.add_scalar(key, row[key], row["epoch"])
+
+    def _meta(self, stopped: str | None = None) -> dict:
+        meta = {"role": "student" if self.is_student else "teacher",
+                "best_epoch": self.state["best_epoch"],
+                "best_valid_loss": self.state["best_valid_loss"],
+                "select_by": self.config.select_by,
+                "epochs_run": self.state["epoch"], "history": self.state["history"],
+                "training": {k: v for k, v in self.identity.items() if k not in ("tags",)},
+                "train_tsv": str(self.files.train), "valid_tsv": str(self.files.valid),
+                "pseudo_labels": [str(p) for p in self.files.pseudo_labels]}
+        if stopped:
+            meta["stopped"] = stopped
+        return meta
+
+    def _save_best(self, meta: dict):
+        with torch.random.fork_rng(devices=[]):  # building a model must not move the RNG
+            best = build_model(self.config.model, **self.model.config)
+        best.load_state_dict(self.best_weights)
+        save_checkpoint(self.best_path, best, self.tags, meta)
