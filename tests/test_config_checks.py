@@ -1,11 +1,18 @@
 """Config and CLI agree: what `mtt` would reject fails `snakemake -n` at plan time, one line
 naming the key and the reason (issue 18; docs/RELIABILITY.md, "Config and CLI agree")."""
+import argparse
 import inspect
+import json
+import re
+import shlex
+from dataclasses import fields
 
 import pytest
 
-from conftest import TINY, slow_case, snakemake
+from conftest import TINY, planned_jobs, slow_case, snakemake
 from mtt.models import PRESETS, MusicTaggingTransformer
+from mtt.train import TrainFiles, add_arguments, check_options
+from mtt.train_config import TrainConfig
 
 DEFAULTS = inspect.signature(MusicTaggingTransformer).parameters
 WIDTH = {None: DEFAULTS["width"].default, **{p: s["width"] for p, s in PRESETS.items()}}
@@ -82,3 +89,47 @@ def test_threshold_mode_with_its_threshold_plans_and_reaches_mtt_train(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("--pseudo-mode threshold --pseudo-threshold 0.7") == 2  # kd, ke
     assert "--seconds 1" in result.stdout
+
+
+# A value for every option the config sets: the TrainConfig fields of the schema's train_options
+# and student_options (the test asserts it, so a new option needs a value here).
+TRAIN_OPTION_VALUES = {
+    "model": "transformer", "preset": "compact_student", "conv_channels": 4, "width": 48,
+    "layers": 1, "heads": 4, "dropout": 0.2, "drop_path": 0.05, "crop_seconds": 1.5,
+    "batch_size": 4, "lr": 0.002, "warmup_steps": 10, "lr_decay": 0.5, "lr_patience": 2,
+    "ema_decay": 0.9, "select_by": "valid_pr_auc", "max_epochs": 3, "patience": 2,
+    "steps_per_epoch": 5, "valid_chunks": 3, "workers": 1, "seed": 7, "noise": "gain,shift",
+    "noise_prob": 0.3}
+STUDENT_OPTION_VALUES = {
+    "labeled_ratio": 0.25, "pseudo_weight": 0.5, "pseudo_mode": "threshold",
+    "pseudo_threshold": 0.7, "pseudo_temperature": 0.5, "pseudo_tag_weights": "teacher_valid_auc",
+    "pseudo_targets": "crop", "label_blend": 0.3}
+
+
+def test_every_training_option_in_the_config_reaches_mtt_train(tmp_path):
+    """Each option set in the config is planned as its `mtt train` flag, with the files it needs
+    (the teacher's checkpoint, its predictions for the training songs); `mtt train` parses and
+    accepts the planned commands."""
+    sections = {f.name: f.metadata["config"] for f in fields(TrainConfig)}
+    assert set(TRAIN_OPTION_VALUES) == {k for k, v in sections.items() if v == "train_options"}
+    assert set(STUDENT_OPTION_VALUES) == {k for k, v in sections.items() if v == "student_options"}
+    teacher = json.dumps(TRAIN_OPTION_VALUES)  # YAML too
+    student = json.dumps({**TRAIN_OPTION_VALUES, **STUDENT_OPTION_VALUES})
+    result = dry_run(tmp_path, f"teacher: {teacher}\nnoisy_student:\n  students:\n"
+                               f"    kd: null\n    ke: null\n    s: {student}\n", "-p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert planned_jobs(result.stdout)["pseudo_label_train"] == 2  # one per training shard
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for model, values in (("teacher", TRAIN_OPTION_VALUES),
+                          ("student_s", {**TRAIN_OPTION_VALUES, **STUDENT_OPTION_VALUES})):
+        command = re.search(rf"^Shell command: (.* --out results/models/{model} .*?) >",
+                            result.stdout, re.M).group(1)
+        for key, value in values.items():
+            assert f" --{key.replace('_', '-')} {value} " in command, (key, command)
+        args = parser.parse_args(shlex.split(command.split(" mtt.cli train ")[1]))
+        check_options(TrainConfig.from_args(args), TrainFiles.from_args(args))
+        assert TrainConfig.from_args(args).seed == 7
+    assert (" --teacher-checkpoint results/models/teacher/best.ckpt --labeled-pseudo-labels "
+            "results/labeled_pseudo_labels/teacher/1-of-2.h5 "
+            "results/labeled_pseudo_labels/teacher/2-of-2.h5 ") in command

@@ -46,9 +46,12 @@ def benchmark_path(rule, name="benchmark"):
 
 
 def cli_options(options):
-    """`{"conv_channels": 32, "lr": 0.001}` -> `--conv-channels 32 --lr 0.001`."""
+    """`{"conv_channels": 32, "lr": 0.001}` -> `--conv-channels 32 --lr 0.001`; a list value
+    gives its items: `{"mels": ["a.h5", "b.h5"]}` -> `--mels a.h5 b.h5`."""
     return " ".join(
-        f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items()
+        f"--{key.replace('_', '-')} "
+        + " ".join(shlex.quote(str(v)) for v in (value if isinstance(value, list) else [value]))
+        for key, value in options.items()
     )
 
 
@@ -151,9 +154,34 @@ def model_options(model):
     return options
 
 
-def train_options(model):
-    """`mtt train` options of a model."""
-    return cli_options(model_options(model))
+def train_options(model, input=None):
+    """`mtt train` options of a model; with a student's `input`, also the files its options
+    make `mtt train` read (`teacher_checkpoint`, `labeled_pseudo_labels`) when there are any."""
+    options = model_options(model)
+    for key in ("teacher_checkpoint", "labeled_pseudo_labels"):
+        files = list(getattr(input, key, []))
+        if files:
+            options[key] = files
+    return cli_options(options)
+
+
+def teacher_checkpoint(wildcards):
+    """A student's teacher checkpoint, when its options read it (pseudo_targets crop or
+    crop_noised, pseudo_tag_weights teacher_valid_auc); none otherwise."""
+    options = model_options(wildcards.student)
+    if options.get("pseudo_targets", "song") == "song" and \
+            options.get("pseudo_tag_weights", "none") == "none":
+        return []
+    return [f"{model_dir(teacher_of(wildcards.student))}/best.ckpt"]
+
+
+def labeled_pseudo_labels(wildcards):
+    """The teacher's predictions for the labeled training songs (one file per training mel
+    shard, `pseudo_label_train`), when the student's label_blend uses them; none otherwise."""
+    if model_options(wildcards.student).get("label_blend", 0) == 0:
+        return []
+    teacher = teacher_of(wildcards.student)
+    return scatter.train(f"{RESULTS}/labeled_pseudo_labels/{teacher}/{{scatteritem}}.h5")
 
 
 # What `mtt train` builds when a transformer's width or heads are not given (mtt.models, not

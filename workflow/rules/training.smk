@@ -74,6 +74,20 @@ rule pseudo_label:
         " --device {params.device} --precision {params.precision} > {log} 2>&1"
 
 
+# A student's label_blend: its teacher's predictions for the labeled training songs, one job per
+# training shard (planned only for a student whose label_blend is above 0).
+use rule pseudo_label as pseudo_label_train with:
+    input:
+        checkpoint=f"{RESULTS}/models/{{teacher}}/best.ckpt",
+        mels=f"{RESULTS}/mels/train/{{scatteritem}}.h5",
+    output:
+        f"{RESULTS}/labeled_pseudo_labels/{{teacher}}/{{scatteritem}}.h5",
+    log:
+        log_path("pseudo_label_train", "{teacher}/{scatteritem}"),
+    benchmark:
+        benchmark_path("pseudo_label_train", "{teacher}/{scatteritem}")
+
+
 rule train_student:
     input:
         train=f"{RESULTS}/split/train.tsv",
@@ -82,12 +96,14 @@ rule train_student:
         mels=mel_shards("train", "valid"),
         unlabeled=mel_shards("student"),
         pseudo_labels=lambda wildcards: pseudo_label_shards(teacher_of(wildcards.student)),
+        teacher_checkpoint=teacher_checkpoint,  # only for the options that read them
+        labeled_pseudo_labels=labeled_pseudo_labels,
     output:
         best=f"{RESULTS}/models/{{student}}/best.ckpt",
         history=f"{RESULTS}/models/{{student}}/history.csv",
     params:
         out=lambda wildcards, output: Path(output.best).parent,
-        options=lambda wildcards: train_options(wildcards.student),
+        options=lambda wildcards, input: train_options(wildcards.student, input),
         device=config["device"],
         precision=config["precision"],
         command=train_command(),
