@@ -16,7 +16,7 @@ from conftest import REPO
 from mtt import train
 from mtt.noise import NOISE_KINDS
 from mtt.train_config import (IDENTITY_DEFAULTS, RULE, RUN_IDENTITY, STUDENT_OPTIONS,
-                              TOP_LEVEL, TRAIN_OPTIONS, TRAIN_THREADS, TrainConfig, _value_type,
+                              TOP_LEVEL, TRAIN_OPTIONS, TRAIN_THREADS, TrainConfig, value_type,
                               parse_range)
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -57,7 +57,7 @@ def test_schema_and_dataclass_agree_on_type_choices_range_and_default(name):
     f = FIELDS[name]
     node = (section(where(f)) if where(f) != TOP_LEVEL else
             {k: resolve(v) for k, v in SCHEMA["properties"].items()})[name]
-    kind, choices = _value_type(f), f.metadata["choices"]
+    kind, choices = value_type(f), f.metadata["choices"]
     if choices is not None:
         assert set(node["enum"]) == set(choices)
     elif "enum" in node:  # the config may offer fewer values than mtt train takes (--device)
@@ -121,7 +121,7 @@ def test_mtt_train_flags_are_the_dataclass_fields_and_the_input_files():
         assert f.default is not MISSING and action.default == f.default
         assert action.help == meta["help"]
         assert action.choices == (None if meta["choices"] is None else list(meta["choices"]))
-        kind = _value_type(f)
+        kind = value_type(f)
         assert action.type is (None if kind in (str, bool) else kind)
     config = TrainConfig.from_args(parser.parse_args(
         ["--train", "t", "--valid", "v", "--tags", "g", "--mels", "m", "--out", "o"]))

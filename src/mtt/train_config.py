@@ -169,7 +169,7 @@ class TrainConfig:
         """One flag per field, in the argparse group its metadata names (`groups`: title ->
         group)."""
         for f in fields(cls):
-            meta, kind = f.metadata, _value_type(f)
+            meta, kind = f.metadata, value_type(f)
             flag = "--" + f.name.replace("_", "-")
             if kind is bool:
                 groups[meta["group"]].add_argument(flag, action="store_true", help=meta["help"])
@@ -186,7 +186,8 @@ class TrainConfig:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
     def check(self, student: bool) -> None:
-        """Each option's range, and what a ResNet refuses; ValueError naming the flag."""
+        """Each option's range, the threshold of threshold mode, and what a ResNet refuses;
+        ValueError naming the flag."""
         if student and self.pseudo_mode == "threshold" and \
                 not 0.5 < self.pseudo_threshold < 1.0:  # at start, not on the first step
             raise ValueError(f"--pseudo-mode threshold needs --pseudo-threshold in (0.5, 1), "
@@ -260,7 +261,7 @@ IDENTITY_DEFAULTS = {f.name: f.metadata["older"] for f in fields(TrainConfig)
                      if "older" in f.metadata}
 
 
-def _value_type(f) -> type:
+def value_type(f) -> type:
     """int for `int` and `int | None`, and so on."""
     if isinstance(f.type, types.UnionType) or typing.get_origin(f.type) is typing.Union:
         return next(t for t in typing.get_args(f.type) if t is not type(None))
