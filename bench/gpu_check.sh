@@ -2,7 +2,8 @@
 # The GPU check, one script for a lent GPU (<= 6 minutes on one H200-class GPU):
 #   1. the paper's teacher (C128/D256, 10 s crops, batch 32) training crops/s through `mtt train`
 #      (DataLoader from HDF5 shards) vs the bare step, and peak GPU memory (bench/gpu_train.py);
-#   2. the model step in fp32 and bf16 autocast (bench/model_step.py --quick --device cuda);
+#   2. the model step in fp32 and bf16 autocast, each also channels-last
+#      (bench/model_step.py --quick --device cuda);
 #   3. pseudo-labeling songs/s vs the bare forward (bench/pseudo_label.py --quick --device cuda);
 #   4. the tiny workflow end to end with `device: cuda`.
 # It fails at once, with one line, when CUDA is not available: nothing falls back to the CPU.

@@ -5,14 +5,20 @@ computed inside every step (torchaudio MelSpectrogram + AmplitudeToDB, as publis
 is explicit einsum + softmax, float32 throughout.
 Ours: precomputed log-mel in (training reads mels from HDF5), fused scaled-dot-product
 attention, glibc malloc set to reuse freed memory (`mtt.malloc`, as every `mtt` command does; the
-baseline runs with glibc's defaults) (+ optionally torch.compile), timed twice: in fp32 and in
-bf16 autocast (`--precision bf16`, the same `mtt.predict` code path). fp32 means true float32 for
-every variant (no TF32 convolutions on CUDA, as `--precision fp32`). All use identical weights;
-each figure is the median of repeated timed steps after warm-up. Without --quick, ours is also
-timed with glibc's default malloc, to show what that setting gives.
+baseline runs with glibc's defaults) (+ optionally torch.compile), timed four times: in fp32 and
+in bf16 autocast (`--precision bf16`, the same `mtt.predict` code path), each with the default
+(contiguous) memory format and with channels-last convolutions (`mtt.models.to_channels_last`).
+fp32 means true float32 for every variant (no TF32 convolutions on CUDA, as `--precision fp32`).
+All use identical weights; each figure is the median of repeated timed steps after warm-up.
+Without --quick, ours is also timed with glibc's default malloc, to show what that setting gives.
+`--models` picks the models: the paper's `teacher` (C128/D256) and `compact_student` (C128/D64)
+on 10 s crops, or the demo's (config.yaml) `demo_teacher` (C8/D64, also the KE student) and
+`demo_kd` (C8/D32) on its 2 s training crops.
 
-Last line: train_ratio_vs_reference=X infer_ratio_vs_reference=Y (ours in fp32)
-train_bf16_ratio_vs_reference=X infer_bf16_ratio_vs_reference=Y (ours in bf16), teacher.
+Last line, for the first model (the teacher by default): train_ratio_vs_reference=X
+infer_ratio_vs_reference=Y (ours in fp32) train_bf16_ratio_vs_reference
+infer_bf16_ratio_vs_reference (bf16), train_cl_ratio_vs_reference infer_cl_ratio_vs_reference
+(fp32, channels-last), train_bf16_cl_ratio_vs_reference infer_bf16_cl_ratio_vs_reference.
 """
 import argparse
 import multiprocessing
@@ -28,7 +34,7 @@ from torch import nn
 
 from mtt.frontend import POWER_FLOOR, SAMPLE_RATE, LogMel, seconds_to_frames
 from mtt.malloc import keep_freed_memory
-from mtt.models import build_model
+from mtt.models import build_model, to_channels_last
 from mtt.models.transformer import Attention
 from mtt.predict import autocast, cpu_has_amx, select_precision
 
@@ -108,42 +114,56 @@ def measure(model, make_input, batch, device, reps, precision="fp32"):
     return batch / train, batch / infer
 
 
-def measure_variant(variant, preset, batch, device, reps, compile_model, threads):
+# name: (build_model keyword arguments, crop seconds)
+MODELS = {
+    "teacher": (dict(preset="teacher"), 10.0),
+    "compact_student": (dict(preset="compact_student"), 10.0),
+    "demo_teacher": (dict(conv_channels=8, width=64, heads=4), 2.0),  # config.yaml; KE alike
+    "demo_kd": (dict(conv_channels=8, width=32, heads=4), 2.0),
+}
+# our variants: (precision, channels-last)
+OURS = {"ours": ("fp32", False), "ours_bf16": ("bf16", False), "ours_cl": ("fp32", True),
+        "ours_bf16_cl": ("bf16", True), "ours_default_malloc": ("fp32", False)}
+
+
+def measure_variant(variant, model_name, batch, device, reps, compile_model, threads):
     """(train, inference) samples/s of one variant, in a fresh process (see run_pair)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model("transformer", 50, preset=preset)  # identical weights in every process
-    waveform = torch.randn(batch, int(10 * SAMPLE_RATE), device=device) * 0.1
+    config, seconds = MODELS[model_name]
+    model = build_model("transformer", 50, **config)  # identical weights in every process
+    waveform = torch.randn(batch, int(seconds * SAMPLE_RATE), device=device) * 0.1
     if variant == "baseline":
         return measure(PublishedStyle(model), lambda: waveform, batch, device, reps)
-    if variant in ("ours", "ours_bf16"):
+    if variant != "ours_default_malloc":
         keep_freed_memory()
     mel = LogMel().to(device)(waveform)
-    assert mel.shape[-1] == seconds_to_frames(10)
+    assert mel.shape[-1] == seconds_to_frames(seconds)
+    precision, channels_last = OURS[variant]
+    if channels_last:
+        model = to_channels_last(model)
     run = torch.compile(model) if compile_model else model
-    precision = "bf16" if variant == "ours_bf16" else "fp32"
     return measure(run, lambda: mel, batch, device, reps, precision=precision)
 
 
-def run_pair(preset, batch, device, reps, compile_model, attribution, rounds):
-    """Baseline, ours (fp32), ours in bf16 and (with attribution) ours with glibc's default
-    malloc, each timed in a
-    fresh process: the malloc setting is process-wide and glibc's default adapts to the
-    allocations it has seen, so only a new process gives the baseline its true default. The
-    variants take turns for `rounds` rounds (processes differ by a few percent: page placement,
-    huge pages); each figure is the median over rounds."""
-    variants = ["baseline", "ours", "ours_bf16"] + (["ours_default_malloc"] if attribution else [])
+def run_pair(model_name, batch, device, reps, compile_model, attribution, rounds):
+    """{variant: (train, inference) samples/s}: the baseline and our variants (OURS; with
+    attribution also ours with glibc's default malloc), each timed in a fresh process: the
+    malloc setting is process-wide and glibc's default adapts to the allocations it has seen,
+    so only a new process gives the baseline its true default. The variants take turns for
+    `rounds` rounds (processes differ by a few percent: page placement, huge pages); each
+    figure is the median over rounds."""
+    variants = ["baseline", "ours", "ours_bf16", "ours_cl", "ours_bf16_cl"]
+    variants += ["ours_default_malloc"] if attribution else []
     runs = {variant: [] for variant in variants}
     for _ in range(rounds):
         for variant in variants:
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 runs[variant].append(pool.submit(
-                    measure_variant, variant, preset, batch, device, reps, compile_model,
+                    measure_variant, variant, model_name, batch, device, reps, compile_model,
                     torch.get_num_threads()).result())
-    medians = {variant: tuple(statistics.median(r[i] for r in results) for i in (0, 1))
-               for variant, results in runs.items()}
-    return (medians["baseline"], medians["ours"], medians["ours_bf16"],
-            medians.get("ours_default_malloc"))
+    return {variant: tuple(statistics.median(r[i] for r in results) for i in (0, 1))
+            for variant, results in runs.items()}
 
 
 def main():
@@ -155,10 +175,18 @@ def main():
     parser.add_argument("--rounds", type=int, default=None,
                         help="fresh processes per variant, taking turns (default 2 quick, 3)")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA)")
+    parser.add_argument("--models", default=None,
+                        help=f"comma-separated, of {', '.join(MODELS)} (default: teacher with "
+                             "--quick, else teacher,compact_student)")
     args = parser.parse_args()
     device = args.device
-    batch = args.batch or (32 if device == "cuda" else (2 if args.quick else 8))
-    reps = args.reps or (3 if args.quick else 5)
+    models = (args.models or ("teacher" if args.quick else "teacher,compact_student")).split(",")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    demo = all(m.startswith("demo_") for m in models)
+    batch = args.batch or (32 if device == "cuda" else 16 if demo else (2 if args.quick else 8))
+    reps = args.reps or ((10 if args.quick else 20) if demo else (3 if args.quick else 5))
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     if device == "cpu":
         name += (f", capability {torch.backends.cpu.get_cpu_capability()}, "
@@ -166,26 +194,23 @@ def main():
     print(f"device={device} ({name}) threads={torch.get_num_threads()} batch={batch} reps={reps} "
           f"torch={torch.__version__}")
     ratios = {}
-    presets = ["teacher"] if args.quick else ["teacher", "compact_student"]
-    for preset in presets:
-        (ref_train, ref_infer), (our_train, our_infer), (bf16_train, bf16_infer), default_malloc = \
-            run_pair(preset, batch, device, reps, args.compile, attribution=not args.quick,
-                     rounds=args.rounds or (2 if args.quick else 3))
-        ratios[preset] = (our_train / ref_train, our_infer / ref_infer,
-                          bf16_train / ref_train, bf16_infer / ref_infer)
-        print(f"{preset}: train samples/s baseline={ref_train:.2f} ours={our_train:.2f} "
-              f"ratio={ratios[preset][0]:.2f} bf16={bf16_train:.2f} ratio={ratios[preset][2]:.2f} "
-              f"| inference samples/s baseline={ref_infer:.2f} ours={our_infer:.2f} "
-              f"ratio={ratios[preset][1]:.2f} bf16={bf16_infer:.2f} ratio={ratios[preset][3]:.2f}")
-        if default_malloc:
-            print(f"{preset}: ours with glibc's default malloc: train samples/s="
-                  f"{default_malloc[0]:.2f} (ratio {default_malloc[0] / ref_train:.2f}), "
-                  f"inference samples/s={default_malloc[1]:.2f} "
-                  f"(ratio {default_malloc[1] / ref_infer:.2f})")
-    train, infer, bf16_train, bf16_infer = ratios["teacher"]
-    print(f"train_ratio_vs_reference={train:.2f} infer_ratio_vs_reference={infer:.2f} "
-          f"train_bf16_ratio_vs_reference={bf16_train:.2f} "
-          f"infer_bf16_ratio_vs_reference={bf16_infer:.2f}")
+    for model_name in models:
+        rates = run_pair(model_name, batch, device, reps, args.compile,
+                         attribution=not args.quick, rounds=args.rounds or (2 if args.quick else 3))
+        ref_train, ref_infer = rates["baseline"]
+        ratios[model_name] = {variant: (train / ref_train, infer / ref_infer)
+                              for variant, (train, infer) in rates.items()}
+        for column, name in ((0, "train"), (1, "inference")):
+            print(f"{model_name}: {name} samples/s baseline={rates['baseline'][column]:.2f} "
+                  + " ".join(f"{variant}={rates[variant][column]:.2f} "
+                             f"(ratio {ratios[model_name][variant][column]:.2f})"
+                             for variant in rates if variant != "baseline"), flush=True)
+    first = ratios[models[0]]
+    print(" ".join(f"train{suffix}_ratio_vs_reference={first[variant][0]:.2f} "
+                   f"infer{suffix}_ratio_vs_reference={first[variant][1]:.2f}"
+                   for variant, suffix in (("ours", ""), ("ours_bf16", "_bf16"),
+                                           ("ours_cl", "_cl"), ("ours_bf16_cl", "_bf16_cl")))
+          + f" model={models[0]}")
 
 
 if __name__ == "__main__":

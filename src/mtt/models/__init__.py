@@ -1,4 +1,6 @@
 """Model registry: `build_model(kind, n_tags, **config)`."""
+import torch
+
 from .resnet import ShortChunkResNet
 from .transformer import PRESETS, MusicTaggingTransformer
 
@@ -17,4 +19,13 @@ def build_model(kind: str, n_tags: int, preset: str | None = None, **config):
     return MODELS[kind](n_tags=n_tags, **config)
 
 
-__all__ = ["MODELS", "PRESETS", "build_model", "MusicTaggingTransformer", "ShortChunkResNet"]
+def to_channels_last(model):
+    """`model` with its convolution weights in channels-last (NHWC) memory format, in place:
+    the 2-D convolutions, batch norms and poolings then run on NHWC activations (oneDNN's and
+    cuDNN's native layout). The parameters keep their shapes and values; state dicts load and
+    save as before."""
+    return model.to(memory_format=torch.channels_last)
+
+
+__all__ = ["MODELS", "PRESETS", "build_model", "to_channels_last", "MusicTaggingTransformer",
+           "ShortChunkResNet"]
