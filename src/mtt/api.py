@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from .audio import AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint
 from .frontend import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, num_frames, seconds_to_frames
-from .predict import resolve_precision
+from .predict import inference_model, resolve_precision
 
 MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels are padded
 DB_FLOOR = -100.0
@@ -106,10 +106,13 @@ class Tagger:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device}: CUDA is not available on this machine")
+        model = model.to(self.device).eval()
         if precision == "auto":
-            precision = resolve_precision(precision, self.device)
+            precision = resolve_precision(precision, self.device, model=model)
         precision = TRAINING_NAMES.get(precision, precision)
-        self.model = model.to(self.device).eval()
+        # channels-last where faster (small CNNs in fp32 on CPU), on a copy
+        self.model = inference_model(model, self.device,
+                                     "fp32" if precision == "float32" else precision)
         self.tags = list(tags)
         self.info = info or {}
         self.precision = precision

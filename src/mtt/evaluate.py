@@ -65,8 +65,8 @@ def evaluate(args) -> dict:
     tags = read_tag_list(args.tags)
     set_threads(args.threads)
     device = resolve_device(args.device)
-    precision = select_precision(args.precision, device)
     model, info = load_checkpoint(args.checkpoint)
+    precision = select_precision(args.precision, device, model=model)
     if info["tags"] != tags:
         raise ValueError(f"{args.checkpoint}: its tags differ from {args.tags} "
                          f"({len(info['tags'])} vs {len(tags)} tags, or another order)")
