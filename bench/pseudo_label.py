@@ -1,7 +1,9 @@
 """Pseudo-labeling throughput: `mtt pseudo-label` on a mel shard vs the model's bare forward pass.
 
 Baseline: the same model's forward passes on random tensors already in memory, same batch shape
-and count (no reading, no batching, no writing): the compute floor. Ours: the whole command on an
+and count (no reading, no batching, no writing), run as `mtt pseudo-label` runs it (the precision
+`--precision auto` resolves to, and the channels-last copy `mtt.predict.inference_model` makes
+for a small CNN in fp32 on CPU): the compute floor. Ours: the whole command on an
 HDF5 shard of 30 s songs (checkpoint load, reading chunks, batching, forward, writing float16
 labels). Each figure is the median of repeated runs; the ratio shows how much of the I/O hides
 behind compute (1.0 = all of it). Also prints the per-song cost and the projection to the 516,415
@@ -24,7 +26,7 @@ from mtt.cli import main
 from mtt.frontend import seconds_to_frames
 from mtt.models import build_model
 from mtt.preprocess import ShardWriter, shard_attributes
-from mtt.predict import autocast, resolve_device
+from mtt.predict import autocast, inference_model, resolve_device, resolve_precision
 from mtt.tags import MSD_TOP50
 
 MSD_UNLABELED = 516_415
@@ -39,7 +41,7 @@ def write_random_shard(path: Path, n_songs: int, frames: int, seed: int = 0):
     writer.close()
 
 
-def forward_seconds(model, device, n_songs, chunks, frames, batch_size):
+def forward_seconds(model, device, n_songs, chunks, frames, batch_size, precision="auto"):
     """Time of the bare forward passes the command needs for `n_songs` songs."""
     songs_per_batch = max(1, batch_size // chunks)
     x = torch.randn(songs_per_batch * chunks, 128, frames, device=device) * 15 - 40
@@ -47,7 +49,7 @@ def forward_seconds(model, device, n_songs, chunks, frames, batch_size):
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device, precision):
         for _ in range(n_batches):
             torch.sigmoid(model(x).float()).cpu()
     if device.type == "cuda":
@@ -84,7 +86,9 @@ def main_bench():
         write_random_shard(tmp / "warmup_shard.h5", 2, frames, seed=1)
         save_checkpoint(ckpt, model, MSD_TOP50)
         model.to(device)
-        forward_seconds(model, device, 2, args.chunks, chunk, args.batch_size)  # warm-up
+        precision = resolve_precision("auto", device)  # as the command resolves it
+        model = inference_model(model, device, precision)  # as predict_songs runs it
+        forward_seconds(model, device, 2, args.chunks, chunk, args.batch_size, precision)
         command = ["pseudo-label", "--checkpoint", str(ckpt), "--mels", str(shard),
                    "--chunks", str(args.chunks), "--batch-size", str(args.batch_size),
                    "--device", str(device)]
@@ -96,11 +100,14 @@ def main_bench():
             start = time.perf_counter()
             assert main(command + ["--out", str(out)]) == 0
             ours.append(time.perf_counter() - start)
-            base.append(forward_seconds(model, device, songs, args.chunks, chunk, args.batch_size))
+            base.append(forward_seconds(model, device, songs, args.chunks, chunk, args.batch_size,
+                                        precision))
     ours_s, base_s = statistics.median(ours), statistics.median(base)
     songs_per_s, forward_per_s = songs / ours_s, songs / base_s
     per_song_ms = 1000 * ours_s / songs
-    print(f"device={device} model=C{args.conv_channels}/D{args.width} songs={songs} "
+    layout = "channels-last" if not model.frontend.layer2.conv_1.weight.is_contiguous() else "nchw"
+    print(f"device={device} model=C{args.conv_channels}/D{args.width} precision={precision} "
+          f"layout={layout} songs={songs} "
           f"chunks={args.chunks}x{chunk} frames batch={args.batch_size} repeats={repeats}")
     print(f"mtt pseudo-label: {songs_per_s:.2f} songs/s ({per_song_ms:.1f} ms/song); "
           f"bare forward: {forward_per_s:.2f} songs/s; runs ours={['%.2f' % t for t in ours]} "
