@@ -45,9 +45,9 @@ def pseudo_label(args) -> int:
         raise ValueError("--chunks must be at least 1")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    precision = select_precision(args.precision, device)
     model, info = load_checkpoint(args.checkpoint)
     model.to(device)
+    precision = select_precision(args.precision, device, model=model)
     store = MelStore([args.mels])
     track_ids = list(store.track_ids)
     probs = predict_songs(model, store, track_ids, device, chunks=args.chunks,

@@ -38,10 +38,10 @@ from .data import (LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_tar
                    read_pseudo_labels, read_split)
 from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
-from .models import build_model
+from .models import build_model, to_channels_last
 from .noise import MelNoise
-from .predict import (autocast, crop_frames, predict_songs, resolve_device, select_precision,
-                      set_threads)
+from .predict import (autocast, channels_last_faster, crop_frames, inference_model, predict_songs,
+                      resolve_device, select_precision, set_threads)
 from .tag_trust import teacher_tag_weights
 from .tags import read_tag_list
 from .train_config import SELECT_BY, TrainConfig
@@ -225,7 +225,6 @@ class Trainer:
                 self.device = torch.device("cuda", local_rank)
                 torch.cuda.set_device(self.device)
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.precision = select_precision(config.precision, self.device)  # "fp32" or "bf16"
         self.is_main = self.rank == 0
         self.out = files.out
         self.tags = read_tag_list(files.tags)
@@ -237,6 +236,10 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, len(self.tags), preset=config.preset,
                                  **config.model_config()).to(self.device)
+        # "fp32" or "bf16"; auto knows the model (small CNNs stay fp32 on AMX CPUs)
+        self.precision = select_precision(config.precision, self.device, model=self.model)
+        if channels_last_faster(self.model, self.device, self.precision):
+            to_channels_last(self.model)  # same weights, NHWC activations: faster small CNNs
         self.frames = crop_frames(self.model, config.crop_seconds)
         self.identity = config.identity(
             self.is_student, model_config=self.model.config, tags=self.tags,
@@ -298,8 +301,9 @@ class Trainer:
                 f"{t} {w:.2f}" for t, w in zip(self.tags, weights)))
         self.crop_teacher = None
         if self.is_student and config.pseudo_targets != "song":
-            self.crop_teacher, _ = load_checkpoint(files.teacher_checkpoint)
-            self.crop_teacher.to(self.device).eval()
+            teacher, _ = load_checkpoint(files.teacher_checkpoint)
+            self.crop_teacher = inference_model(teacher.to(self.device).eval(), self.device,
+                                                self.precision)
         self.dataset = CropDataset(self.frames, (store, train_ids, train_labels), pseudo)
         self.plan = EpochBatchPlan(len(train_ids), len(pseudo[1]) if pseudo else 0,
                                    config.batch_size, config.labeled_ratio,
