@@ -110,8 +110,11 @@ def parse_args():
                    "validation ROC-AUC of that tag (mtt.tag_trust)")
     p.add_argument("--pseudo-targets", choices=["song", "crop", "crop_noised"], default="song",
                    help="students: song-level pseudo-labels, or the teacher on the same crop")
-    p.add_argument("--students", nargs="+", choices=["kd", "ke"], default=["kd", "ke"],
-                   help="students to train (a screen may train one)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="noisy-student rounds: round k+1 of each student is taught by its round k")
+    p.add_argument("--students", nargs="*", choices=["kd", "ke"], default=["kd", "ke"],
+                   help="students to train (a screen may train one; none: the teacher alone, "
+                   "e.g. a supervised control of a student's size with --teacher)")
     p.add_argument("--labeled-share", type=float, default=1.0,
                    help="train on this share of the labeled train artists (drawn once per demo "
                    "seed); the others' songs are left out, so fewer labels face the same "
@@ -341,8 +344,9 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
             f"(best epoch {row[m]['valid']['best_epoch']}/{row[m]['valid']['epochs']})"
             for m in checkpoints), file=sys.stderr, flush=True)
         return row
-    labels = pseudo_label(args, teacher, root / "mels" / "student.h5",
-                          teacher_runs / f"pseudo_labels_c{args.pseudo_chunks}.h5")
+    labels = (pseudo_label(args, teacher, root / "mels" / "student.h5",
+                           teacher_runs / f"pseudo_labels_c{args.pseudo_chunks}.h5")
+              if args.students else None)
     labeled = None
     if args.label_blend > 0:
         labeled = pseudo_label(args, teacher, root / "mels" / "train.h5",
@@ -351,6 +355,14 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
         out = student_runs / name
         checkpoints[name] = (train(args, root, out, seed, getattr(args, name), labels, labeled,
                                    teacher=teacher), out)
+    for round_ in range(2, args.rounds + 1):  # each student is its own next teacher
+        for name in args.students:
+            previous, previous_out = checkpoints[name if round_ == 2 else f"{name}{round_ - 1}"]
+            round_labels = pseudo_label(args, previous, root / "mels" / "student.h5",
+                                        previous_out / f"pseudo_labels_c{args.pseudo_chunks}.h5")
+            out = student_runs / f"{name}_round{round_}"
+            checkpoints[f"{name}{round_}"] = (train(args, root, out, seed, getattr(args, name),
+                                                    round_labels, teacher=previous), out)
     if args.with_oracle:
         out = teacher_runs / "oracle"
         checkpoints["oracle"] = (train(args, root, out, seed, args.teacher,
@@ -389,7 +401,7 @@ def plot(results, models, path: Path):
     for ax, metric, title in zip(axes, ("roc_auc", "pr_auc"), ("ROC-AUC", "PR-AUC")):
         stats = [mean_std([r[m][metric] for r in results]) for m in models]
         ax.bar(range(len(models)), [m for m, _ in stats], yerr=[s for _, s in stats],
-               capsize=4, color=["#777777", "#1f77b4", "#ff7f0e", "#2ca02c"][:len(models)])
+               capsize=4, color=[COLORS.get(m.rstrip("0123456789"), "#9467bd") for m in models])
         low = min(m - s for m, s in stats)
         ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in stats) + 0.02))
         ax.set_xticks(range(len(models)), [m.upper() if m != "teacher" else "teacher"
@@ -399,13 +411,18 @@ def plot(results, models, path: Path):
     fig.savefig(path, dpi=120)
 
 
+COLORS = {"teacher": "#777777", "kd": "#1f77b4", "ke": "#ff7f0e", "oracle": "#2ca02c"}
+
+
 def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def main():
     args = parse_args()
-    models = ("teacher", *args.students, *(["oracle"] if args.with_oracle else []))
+    models = ("teacher", *args.students,
+              *[f"{s}{r}" for r in range(2, args.rounds + 1) for s in args.students],
+              *(["oracle"] if args.with_oracle else []))
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
