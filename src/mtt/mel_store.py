@@ -12,9 +12,7 @@ import h5py
 import numpy as np
 import torch
 
-from mtt.frontend import N_MELS, POWER_FLOOR, frontend_params
-
-DB_FLOOR = float(10.0 * np.log10(POWER_FLOOR))  # -100 dB: the value of silence, used as padding
+from mtt.frontend import DB_FLOOR, N_MELS, frontend_params
 SHARD_FORMAT = "mtt-mel-shard"
 SHARD_VERSIONS = (1,)
 
