@@ -1,0 +1,7 @@
+"""The files that pass between stages, one module per format: its constants, writer, reader and
+checks (docs/FORMATS.md has one section per module).
+
+- `mel_shard`: `mtt preprocess`'s HDF5 log-mel shard, and its failures TSV
+
+Tables are read with `mtt.tsv`, checkpoints written and read by `mtt.checkpoint`.
+"""
