@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from mtt.data import read_pseudo_labels
+from mtt.formats.pseudo_labels import read_pseudo_labels
 from mtt.tags import read_tag_list
 
 

@@ -13,7 +13,7 @@ import torch
 from conftest import REAL_CLIPS, TOY_TAGS, make_toy, train_args
 from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
-from mtt.data import read_pseudo_labels
+from mtt.formats.pseudo_labels import read_pseudo_labels
 from mtt.models import build_model
 
 

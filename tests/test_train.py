@@ -313,7 +313,8 @@ def test_student_needs_the_unlabeled_mels(toy, pseudo_labels, tmp_path, capsys):
 def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tmp_path, capsys):
     """--label-blend B: a labeled song's target is (1 - B) * its labels + B * the teacher's
     prediction for it, read by track ID; a training song without a prediction is an error."""
-    from mtt.data import read_pseudo_labels, read_split
+    from mtt.data import read_split
+    from mtt.formats.pseudo_labels import read_pseudo_labels
     from mtt.train import teacher_predictions
     predictions = tmp_path / "train.labels.h5"
     assert main(["pseudo-label", "--checkpoint", str(teacher / "best.ckpt"), "--mels",

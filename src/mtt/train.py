@@ -34,8 +34,8 @@ from tqdm import tqdm
 from . import resume
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import (LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets,
-                   read_pseudo_labels, read_split)
+from .data import LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets, read_split
+from .formats.pseudo_labels import read_pseudo_labels
 from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
 from .models import build_model
