@@ -137,9 +137,9 @@ def test_planted_pseudo_labels_and_predictions_do_not_run_code(tmp_path, planted
         torch.save(CodeRunner(marker), planted)
     with pytest.raises(ValueError, match="not a pseudo-label shard"):
         read_pseudo_labels([planted], TOY_TAGS)
-    from mtt.plots import _count_songs
-    with pytest.raises(OSError):
-        _count_songs(planted)
+    from mtt.formats.evaluation import read_predictions
+    with pytest.raises(ValueError, match="not a predictions file"):
+        read_predictions(planted)
     assert not marker.exists()
 
 

@@ -3,6 +3,7 @@ checks (docs/FORMATS.md has one section per module).
 
 - `mel_shard`: `mtt preprocess`'s HDF5 log-mel shard, and its failures TSV
 - `pseudo_labels`: `mtt pseudo-label`'s HDF5 soft labels of one shard's songs
+- `evaluation`: `mtt evaluate`'s folder: metrics.json, per_tag.tsv, predictions.h5
 
 Tables are read with `mtt.tsv`, checkpoints written and read by `mtt.checkpoint`.
 """
