@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mtt.formats.pseudo_labels import read_pseudo_labels
-from mtt.tags import read_tag_list
+from mtt.formats.split_folder import read_tag_list
 
 
 def quality(true_tags: Path, tags_path: Path, pseudo_labels: list[Path]) -> pd.DataFrame:

@@ -309,7 +309,7 @@ def test_kill_during_split_leaves_the_old_folder(tmp_path):
 
 def test_mtt_split_killed_midway_keeps_the_previous_split(tmp_path, monkeypatch):
     """The real command: an error (or kill) after train.tsv is written publishes nothing."""
-    from mtt import split as split_module
+    from mtt.formats import split_folder as split_module
     published = tmp_path / "published"
     published.mkdir()
     for name in ("train", "valid", "test"):
@@ -414,7 +414,7 @@ def test_width_not_divisible_by_heads_is_refused_by_mtt_train(toy, tmp_path, cap
 
 @pytest.mark.parametrize("row, fields", [("t1\tA\tx.mp3\trock\textra", 5), ("t1\tA\tx.mp3", 3)])
 def test_a_row_with_the_wrong_number_of_fields_names_the_line(tmp_path, row, fields):
-    from mtt.data import read_split
+    from mtt.formats.split_folder import read_split
     from mtt.preprocess import UsageError, select_tracks
     tsv = tmp_path / "tracks.tsv"
     tsv.write_text(f"track_id\tartist_id\tpath\ttags\n{row}\nt2\tB\ty.mp3\tjazz\n")
@@ -425,7 +425,7 @@ def test_a_row_with_the_wrong_number_of_fields_names_the_line(tmp_path, row, fie
 
 
 def test_a_well_formed_tsv_reads_as_text(tmp_path):
-    from mtt.data import read_split
+    from mtt.formats.split_folder import read_split
     from mtt.preprocess import select_tracks
     tsv = tmp_path / "tracks.tsv"
     tsv.write_text("track_id\tartist_id\tpath\ttags\nNA\tA\tx.mp3\t\r\n007\tB\ty.mp3\tlow;high\n\n")

@@ -1,4 +1,4 @@
-"""Training data: split tables as target matrices, pseudo-label targets, and random-crop batches.
+"""Training data: the songs with stored mels, pseudo-label targets, and random-crop batches.
 
 Batches are planned up front for each epoch from (seed, epoch) alone: which songs, in which
 order, and a seed for each crop's position. A data-loader worker only executes the plan, so the
@@ -12,36 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .tsv import read_tsv
-
-
 LABELED, PSEUDO = 0, 1
-
-
-def read_split(tsv_path, tags: list[str]) -> tuple[list[str], np.ndarray]:
-    """Track IDs and their (N, n_tags) float32 0/1 label matrix from a split TSV.
-
-    The TSV has a header with at least `track_id` and `tags` (tags joined by ';'); tags outside
-    the vocabulary are ignored.
-    """
-    try:
-        table = read_tsv(tsv_path)  # strict: a row with too many or too few fields is an error
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{tsv_path}: split table not found") from None
-    missing = {"track_id", "tags"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{tsv_path}: missing column(s) {sorted(missing)}; found {list(table.columns)}")
-    if table["track_id"].duplicated().any():
-        dup = table["track_id"][table["track_id"].duplicated()].iloc[0]
-        raise ValueError(f"{tsv_path}: track {dup!r} appears more than once")
-    column = {tag: i for i, tag in enumerate(tags)}
-    labels = np.zeros((len(table), len(tags)), dtype=np.float32)
-    for row, joined in enumerate(table["tags"]):
-        for tag in joined.split(";"):
-            i = column.get(tag.strip())
-            if i is not None:
-                labels[row, i] = 1.0
-    return table["track_id"].tolist(), labels
 
 
 def keep_stored(track_ids, targets, store, what: str):

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 from .checkpoint import load_checkpoint
-from .data import keep_stored, read_split
+from .data import keep_stored
 from .formats.evaluation import write_evaluation
+from .formats.split_folder import read_split, read_tag_list
 from .mel_store import MelStore
 from .metrics import tagging_report
 from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
                       resolve_device, select_precision, set_threads)
-from .tags import read_tag_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,10 +24,9 @@ from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .formats.evaluation import read_per_tag, read_predictions  # noqa: E402
-from .tags import read_tag_list  # noqa: E402
+from .formats.split_folder import LABELED_SETS, SETS, read_tag_list  # noqa: E402
+from .tsv import read_tsv_chunks  # noqa: E402
 
-SETS = ["train", "valid", "test", "student", "none"]
-LABELED_SETS = ["train", "valid", "test"]
 FIGURES = ["per_tag_roc_auc", "per_tag_pr_auc", "pr_curves", "training_curves",
            "split_statistics"]
 
@@ -146,9 +145,7 @@ def split_statistics(split_dir: Path, chunksize: int = 100_000) -> dict:
     for name in SETS:
         path = split_dir / f"{name}.tsv"
         songs, artists, positives = 0, set(), np.zeros(len(tags), dtype=np.int64)
-        reader = pd.read_csv(path, sep="\t", usecols=["artist_id", "tags"], dtype=str,
-                             keep_default_na=False, chunksize=chunksize)
-        for chunk in reader:
+        for chunk in read_tsv_chunks(path, chunksize):
             songs += len(chunk)
             artists.update(chunk["artist_id"])
             for song_tags in chunk["tags"]:
