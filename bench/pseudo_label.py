@@ -23,9 +23,9 @@ import torch
 
 from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
+from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.frontend import seconds_to_frames
 from mtt.models import build_model
-from mtt.preprocess import ShardWriter, shard_attributes
 from mtt.predict import autocast, inference_model, resolve_device, resolve_precision
 from mtt.tags import MSD_TOP50
 

@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from mtt.data import read_pseudo_labels
-from mtt.tags import read_tag_list
+from mtt.formats.pseudo_labels import read_pseudo_labels
+from mtt.formats.split_folder import read_tag_list
+from mtt.tsv import read_tsv
 
 
 def quality(true_tags: Path, tags_path: Path, pseudo_labels: list[Path]) -> pd.DataFrame:
     tags = read_tag_list(tags_path)
     track_ids, probs = read_pseudo_labels(pseudo_labels, tags)
-    truth = pd.read_csv(true_tags, sep="\t", dtype=str, keep_default_na=False,
-                        index_col=False).set_index("track_id")["tags"]
+    truth = read_tsv(true_tags).set_index("track_id")["tags"]
     positives = np.array([[tag in set(truth[t].split(";")) for tag in tags] for t in track_ids])
     rows = []
     for j, tag in enumerate(tags):

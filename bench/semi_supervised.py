@@ -40,7 +40,8 @@ import torch
 
 from mtt.cli import main as mtt
 from mtt.demo import TAGS, make_catalogue, observe_all
-from mtt.summarize import paired_report, read_predictions
+from mtt.formats.evaluation import read_predictions
+from mtt.summarize import paired_report
 
 SPLITS = ("train", "valid", "test", "student")
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mtt.datasets.msd import (ID_ALPHABET, LASTFM_TAGS, LASTFM_TAGS_TABLES,  # noqa: E402
                               TRACK_METADATA, TRACK_METADATA_TABLES, create_tables)
+from mtt.formats.split_folder import LABELED_SETS  # noqa: E402
 from mtt.tags import MSD_TOP50  # noqa: E402
 
 ID_CHARS = np.frombuffer(ID_ALPHABET.encode("ascii"), dtype=np.uint8)
@@ -118,14 +119,14 @@ def run_split(kind, folder, out, seed):
         artist_set = np.empty(len(artists), dtype=np.int64)
         artist_set[order] = np.searchsorted([0.7, 0.85], cumulative / cumulative[-1], "right")
         sets = np.empty(len(table), dtype=object)
-        sets[labeled] = np.array(["train", "valid", "test"], dtype=object)[artist_set[codes]]
+        sets[labeled] = np.array(LABELED_SETS, dtype=object)[artist_set[codes]]
         by_labeled_artist = pd.Index(artists).get_indexer(table.artist_id) >= 0
         sets[~labeled & by_labeled_artist] = "none"
         sets[~labeled & ~by_labeled_artist] = "student"
     report = write_split(out, table, sets, {"bench": kind})
     print(json.dumps({"mean_mad": report["mean_mad"], "tracks": len(table),
                       "labeled": report["whole"]["tracks"],
-                      "shares": [report["sets"][s]["share"] for s in ("train", "valid", "test")]}))
+                      "shares": [report["sets"][s]["share"] for s in LABELED_SETS]}))
 
 
 def measure(kind, folder, out, seed):
@@ -161,10 +162,10 @@ def jamendo_quality(folder, seeds=(0, 1, 2, 3, 4)):
     shares = np.bincount(names) / len(names)
 
     def mads(table, sets):
-        _, per_set = positive_rate_mad(table.labels, [sets == s for s in ("train", "valid", "test")])
+        _, per_set = positive_rate_mad(table.labels, [sets == s for s in LABELED_SETS])
         return [m for _, m in per_set]
 
-    rows = {"official split-0": mads(same, np.array(["train", "valid", "test"])[names])}
+    rows = {"official split-0": mads(same, np.array(LABELED_SETS)[names])}
     for label, iterations in (("ours, stratification only", 0), ("ours", 2000)):
         runs = [mads(same, split_tracks(same, shares, seed, search_iterations=iterations))
                 for seed in seeds]

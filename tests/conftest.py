@@ -30,9 +30,9 @@ import soundfile
 import torch
 
 from mtt.checkpoint import save_checkpoint
+from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.frontend import SAMPLE_RATE
 from mtt.models import build_model
-from mtt.preprocess import ShardWriter, shard_attributes
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -118,7 +118,7 @@ def toy_song(rng, tags_on, frames):
 
 
 def write_shard(path, songs):
-    """songs: list of (track_id, (frames, 128) mel) -> a real mel shard via the preprocess writer."""
+    """songs: list of (track_id, (frames, 128) mel) -> a real mel shard via the shard writer."""
     writer = ShardWriter(Path(path), shard_attributes(1.0, "toy"))
     for track_id, mel in songs:
         writer.add(track_id, mel.astype(np.float16), mel.shape[0] * 512)

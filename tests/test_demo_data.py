@@ -10,7 +10,7 @@ import soundfile
 from mtt import cli
 from mtt.demo import (SIZES, TAGS, generate, make_catalogue, observe_all, observed_tags,
                       render_song)
-from mtt.split import read_split_table
+from mtt.formats.split_folder import read_split_table
 
 N_SONGS = 24  # enough to check the files; label statistics use the catalogue at full size
 SECONDS = 5.0

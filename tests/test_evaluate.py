@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from conftest import TOY_TAGS, make_toy, write_split
 from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
-from mtt.data import read_split
+from mtt.formats.split_folder import read_split
 from mtt.mel_store import MelStore
 from mtt.models import build_model
 from mtt.predict import predict_songs

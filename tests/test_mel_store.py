@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mtt.frontend import frontend_params
-from mtt.mel_store import DB_FLOOR, MelStore
-from mtt.preprocess import ShardWriter, shard_attributes
+from mtt.formats.mel_shard import ShardWriter, shard_attributes
+from mtt.frontend import DB_FLOOR, frontend_params
+from mtt.mel_store import MelStore
 
 # songs of known content: band 0 holds the frame index (exact in float16 up to 2048), the
 # other bands the song's number plus a band pattern

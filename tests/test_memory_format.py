@@ -3,11 +3,11 @@ import numpy as np
 import torch
 
 from mtt.api import Tagger
+from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.mel_store import MelStore
 from mtt.models import build_model, to_channels_last
 from mtt.predict import (channels_last_faster, inference_model, is_small_cnn, predict_songs,
                          resolve_precision)
-from mtt.preprocess import ShardWriter, shard_attributes
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -13,7 +13,7 @@ import torch
 from conftest import REAL_CLIPS, TOY_TAGS, make_toy, train_args
 from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
-from mtt.data import read_pseudo_labels
+from mtt.formats.pseudo_labels import read_pseudo_labels
 from mtt.models import build_model
 
 
@@ -137,9 +137,9 @@ def test_planted_pseudo_labels_and_predictions_do_not_run_code(tmp_path, planted
         torch.save(CodeRunner(marker), planted)
     with pytest.raises(ValueError, match="not a pseudo-label shard"):
         read_pseudo_labels([planted], TOY_TAGS)
-    from mtt.plots import _count_songs
-    with pytest.raises(OSError):
-        _count_songs(planted)
+    from mtt.formats.evaluation import read_predictions
+    with pytest.raises(ValueError, match="not a predictions file"):
+        read_predictions(planted)
     assert not marker.exists()
 
 
@@ -309,7 +309,7 @@ def test_kill_during_split_leaves_the_old_folder(tmp_path):
 
 def test_mtt_split_killed_midway_keeps_the_previous_split(tmp_path, monkeypatch):
     """The real command: an error (or kill) after train.tsv is written publishes nothing."""
-    from mtt import split as split_module
+    from mtt.formats import split_folder as split_module
     published = tmp_path / "published"
     published.mkdir()
     for name in ("train", "valid", "test"):
@@ -414,7 +414,7 @@ def test_width_not_divisible_by_heads_is_refused_by_mtt_train(toy, tmp_path, cap
 
 @pytest.mark.parametrize("row, fields", [("t1\tA\tx.mp3\trock\textra", 5), ("t1\tA\tx.mp3", 3)])
 def test_a_row_with_the_wrong_number_of_fields_names_the_line(tmp_path, row, fields):
-    from mtt.data import read_split
+    from mtt.formats.split_folder import read_split
     from mtt.preprocess import UsageError, select_tracks
     tsv = tmp_path / "tracks.tsv"
     tsv.write_text(f"track_id\tartist_id\tpath\ttags\n{row}\nt2\tB\ty.mp3\tjazz\n")
@@ -425,7 +425,7 @@ def test_a_row_with_the_wrong_number_of_fields_names_the_line(tmp_path, row, fie
 
 
 def test_a_well_formed_tsv_reads_as_text(tmp_path):
-    from mtt.data import read_split
+    from mtt.formats.split_folder import read_split
     from mtt.preprocess import select_tracks
     tsv = tmp_path / "tracks.tsv"
     tsv.write_text("track_id\tartist_id\tpath\ttags\nNA\tA\tx.mp3\t\r\n007\tB\ty.mp3\tlow;high\n\n")

@@ -239,7 +239,7 @@ def test_pseudo_tag_weights_follow_the_teachers_validation_roc_auc(toy, teacher,
     clip(2 * ROC-AUC - 1, 0, 1) of the teacher on the validation songs; the weights are the
     ones computed by hand from the teacher's validation predictions."""
     from sklearn.metrics import roc_auc_score
-    from mtt.data import read_split
+    from mtt.formats.split_folder import read_split
     from mtt.mel_store import MelStore
     from mtt.predict import checkpoint_frames, predict_songs
     from mtt.tag_trust import teacher_tag_weights
@@ -277,7 +277,7 @@ def test_tag_trust_weights_are_the_teachers_clipped_validation_roc_auc(toy, tmp_
     tag on the validation songs (1 for a tag without positives or negatives)."""
     from sklearn.metrics import roc_auc_score
     from mtt.checkpoint import save_checkpoint
-    from mtt.data import read_split
+    from mtt.formats.split_folder import read_split
     from mtt.mel_store import MelStore
     from mtt.models import build_model
     from mtt.predict import checkpoint_frames, predict_songs
@@ -313,7 +313,8 @@ def test_student_needs_the_unlabeled_mels(toy, pseudo_labels, tmp_path, capsys):
 def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tmp_path, capsys):
     """--label-blend B: a labeled song's target is (1 - B) * its labels + B * the teacher's
     prediction for it, read by track ID; a training song without a prediction is an error."""
-    from mtt.data import read_pseudo_labels, read_split
+    from mtt.formats.pseudo_labels import read_pseudo_labels
+    from mtt.formats.split_folder import read_split
     from mtt.train import teacher_predictions
     predictions = tmp_path / "train.labels.h5"
     assert main(["pseudo-label", "--checkpoint", str(teacher / "best.ckpt"), "--mels",

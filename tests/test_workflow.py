@@ -221,6 +221,7 @@ def fake_model_outputs(root: Path, model: str, seed: int):
     pd.DataFrame([{"tag": t, **v} for t, v in metrics["per_tag"].items()]).to_csv(
         evaluation / "per_tag.tsv", sep="\t", index=False)
     with h5py.File(evaluation / "predictions.h5", "w") as f:
+        f["track_id"] = np.array([f"song{i}" for i in range(len(labels))], dtype=object)
         f["probs"] = probs.astype(np.float32)
         f["labels"] = labels.astype(np.uint8)
     training = root / "models" / model

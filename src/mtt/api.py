@@ -30,11 +30,11 @@ import torch.nn.functional as F
 
 from .audio import AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint
-from .frontend import HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, num_frames, seconds_to_frames
+from .frontend import (DB_FLOOR, HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, num_frames,
+                       seconds_to_frames)
 from .predict import inference_model, resolve_precision
 
 MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels are padded
-DB_FLOOR = -100.0
 MIN_SAMPLES = N_FFT // 2 + 1  # the centred STFT's reflect padding needs more than 512 samples
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TRAINING_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # --precision of train/evaluate

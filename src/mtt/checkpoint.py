@@ -62,6 +62,17 @@ def load_checkpoint(path, map_location="cpu"):
     return model.eval(), info
 
 
+def read_checkpoint_meta(path) -> dict:
+    """The metadata `mtt train` recorded in a checkpoint (kept epoch, why it stopped), without
+    building the model; {} when it has none."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
+    meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def one_line(err: BaseException) -> str:
     """An exception's message on one line; torch's six-line weights_only advice becomes one."""
     text = str(err).strip()

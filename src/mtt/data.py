@@ -1,70 +1,18 @@
-"""Training data: split tables and pseudo-label shards as target matrices, and random-crop batches.
+"""Training data: the songs with stored mels, pseudo-label targets, and random-crop batches.
 
 Batches are planned up front for each epoch from (seed, epoch) alone: which songs, in which
 order, and a seed for each crop's position. A data-loader worker only executes the plan, so the
 data order does not depend on the number of workers, and a run resumed at an epoch boundary sees
 exactly the batches an uninterrupted run would have seen.
 """
-import json
 import math
 import sys
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .tsv import read_tsv
-
-
 LABELED, PSEUDO = 0, 1
-
-
-def read_split(tsv_path, tags: list[str]) -> tuple[list[str], np.ndarray]:
-    """Track IDs and their (N, n_tags) float32 0/1 label matrix from a split TSV.
-
-    The TSV has a header with at least `track_id` and `tags` (tags joined by ';'); tags outside
-    the vocabulary are ignored.
-    """
-    try:
-        table = read_tsv(tsv_path)  # strict: a row with too many or too few fields is an error
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{tsv_path}: split table not found") from None
-    missing = {"track_id", "tags"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{tsv_path}: missing column(s) {sorted(missing)}; found {list(table.columns)}")
-    if table["track_id"].duplicated().any():
-        dup = table["track_id"][table["track_id"].duplicated()].iloc[0]
-        raise ValueError(f"{tsv_path}: track {dup!r} appears more than once")
-    column = {tag: i for i, tag in enumerate(tags)}
-    labels = np.zeros((len(table), len(tags)), dtype=np.float32)
-    for row, joined in enumerate(table["tags"]):
-        for tag in joined.split(";"):
-            i = column.get(tag.strip())
-            if i is not None:
-                labels[row, i] = 1.0
-    return table["track_id"].tolist(), labels
-
-
-def read_pseudo_labels(paths, tags: list[str]) -> tuple[list[str], np.ndarray]:
-    """Track IDs and (N, n_tags) float32 soft labels from one or more pseudo-label shards."""
-    ids, probs = [], []
-    for path in paths:
-        try:
-            with h5py.File(path, "r") as f:
-                shard_tags = json.loads(f.attrs["tags"])
-                if shard_tags != list(tags):
-                    raise ValueError(f"{path}: its tags differ from the tag list in use "
-                                     f"({len(shard_tags)} vs {len(tags)} tags, or another order)")
-                ids.extend(t.decode() if isinstance(t, bytes) else str(t) for t in f["track_id"][:])
-                probs.append(f["probs"][:].astype(np.float32))
-        except (OSError, KeyError) as err:
-            raise ValueError(f"{path}: not a pseudo-label shard ({err})") from None
-    if not ids:
-        return [], np.zeros((0, len(tags)), dtype=np.float32)
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"pseudo-label shards {list(map(str, paths))} repeat a track ID")
-    return ids, np.concatenate(probs)
 
 
 def keep_stored(track_ids, targets, store, what: str):

@@ -1,26 +1,22 @@
 """`mtt evaluate`: song-level metrics of a checkpoint on a split, with bootstrap intervals.
 
-Writes `metrics.json` (macro ROC-AUC and PR-AUC with 95% intervals over songs, per-tag values,
-the tags left out of the macro averages because the split has no positive or no negative song
-for them, also named on stderr), `per_tag.tsv`, and `predictions.h5` (track_id, probs, labels) for later analysis.
+Writes the evaluation folder (`mtt.formats.evaluation`): `metrics.json` (macro ROC-AUC and PR-AUC
+with 95% intervals over songs, per-tag values, the tags left out of the macro averages because
+the split has no positive or no negative song for them, also named on stderr), `per_tag.tsv`, and
+`predictions.h5` (track_id, probs, labels) for later analysis.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import h5py
-import numpy as np
-import pandas as pd
-
-from .atomic import atomic_path
 from .checkpoint import load_checkpoint
-from .data import keep_stored, read_split
+from .data import keep_stored
+from .formats.evaluation import write_evaluation
+from .formats.split_folder import read_split, read_tag_list
 from .mel_store import MelStore
 from .metrics import tagging_report
 from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
                       resolve_device, select_precision, set_threads)
-from .tags import read_tag_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,23 +80,5 @@ def evaluate(args) -> dict:
     report["tracks"] = str(args.tracks)
     report["prediction"] = "whole song" if args.whole_song else f"mean of {args.chunks} chunks"
     report["precision"] = precision
-    write_outputs(args.out, report, track_ids, probs, labels, tags)
+    write_evaluation(args.out, report, track_ids, probs, labels, tags)
     return report
-
-
-def write_outputs(out: Path, report, track_ids, probs, labels, tags) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [{"tag": tag, **values} for tag, values in report["per_tag"].items()]
-    with atomic_path(out / "per_tag.tsv") as tmp:
-        pd.DataFrame(rows, columns=["tag", "roc_auc", "pr_auc", "positives"]).to_csv(
-            tmp, sep="\t", index=False, float_format="%.6f", na_rep="NA")
-    with atomic_path(out / "predictions.h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("track_id", data=np.array(track_ids, dtype=object),
-                             dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset("probs", data=probs.astype(np.float32))
-            f.create_dataset("labels", data=labels.astype(np.uint8))
-            f.attrs["tags"] = json.dumps(list(tags))
-            f.attrs["checkpoint"] = report["checkpoint"]
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")

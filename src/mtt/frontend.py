@@ -2,8 +2,10 @@
 
 Exactly the published model's input: power mel spectrogram (n_fft 1024, Hann 1024, hop 512,
 centred reflect padding, 128 HTK mel bands 0-11,025 Hz, no filter normalisation) followed by
-10*log10(max(power, 1e-10)) with no top-dB clipping.
+10*log10(max(power, 1e-10)) with no top-dB clipping: silence is the dB floor, -100 dB.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -15,7 +17,8 @@ HOP_LENGTH = 512
 N_MELS = 128
 F_MIN = 0.0
 F_MAX = 11025.0
-POWER_FLOOR = 1e-10  # dB floor = 10*log10(POWER_FLOOR) = -100 dB
+POWER_FLOOR = 1e-10
+DB_FLOOR = 10.0 * math.log10(POWER_FLOOR)  # -100.0: silence, and the padding of short songs
 CROP_SECONDS = 10.0
 
 
@@ -31,7 +34,7 @@ def frontend_params() -> dict:
         "f_max": F_MAX,
         "mel_scale": "htk",
         "power_floor": POWER_FLOOR,
-        "db_floor": 10.0 * torch.log10(torch.tensor(POWER_FLOOR)).item(),
+        "db_floor": DB_FLOOR,
     }
 
 

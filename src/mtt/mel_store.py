@@ -1,9 +1,10 @@
 """`MelStore`: read songs, random crops or evenly spaced chunks from one or many mel shards.
 
 The index (track_id -> shard, first frame, frame count) is built from each shard's small
-`track_id` and `offset` datasets; the `mel` data is read slice by slice, never whole. HDF5 files
-are opened lazily and reopened in a new process, so a store can be handed to DataLoader workers
-(fork or spawn: it pickles without its open files).
+`track_id` and `offset` datasets, checked by `mtt.formats.mel_shard.read_index`; the `mel` data
+is read slice by slice, never whole. HDF5 files are opened lazily and reopened in a new process,
+so a store can be handed to DataLoader workers (fork or spawn: it pickles without its open
+files).
 """
 import os
 from pathlib import Path
@@ -12,11 +13,8 @@ import h5py
 import numpy as np
 import torch
 
-from mtt.frontend import N_MELS, POWER_FLOOR, frontend_params
-
-DB_FLOOR = float(10.0 * np.log10(POWER_FLOOR))  # -100 dB: the value of silence, used as padding
-SHARD_FORMAT = "mtt-mel-shard"
-SHARD_VERSIONS = (1,)
+from mtt.formats.mel_shard import open_mel, read_index
+from mtt.frontend import DB_FLOOR, N_MELS
 
 
 class MelStore:
@@ -26,7 +24,7 @@ class MelStore:
         self.paths = [str(Path(p)) for p in paths]
         track_ids, shard_of, starts, stops = [], [], [], []
         for shard, path in enumerate(self.paths):
-            ids, offsets = _read_index(path)
+            ids, offsets = read_index(path)
             track_ids.extend(ids)
             shard_of.append(np.full(len(ids), shard, dtype=np.int32))
             starts.append(offsets[:-1])
@@ -113,9 +111,7 @@ class MelStore:
             self._pid = os.getpid()
         mel = self._datasets.get(shard)
         if mel is None:
-            # shards never change once renamed into place: no HDF5 file locks, which some
-            # cluster file systems do not support
-            mel = h5py.File(self.paths[shard], "r", locking=False)["mel"]
+            mel = open_mel(self.paths[shard])
             self._datasets[shard] = mel
         return mel
 
@@ -137,53 +133,3 @@ def _pad(mel: np.ndarray, frames: int) -> np.ndarray:
     padded = np.full((N_MELS, frames), DB_FLOOR, dtype=np.float32)
     padded[:, :mel.shape[1]] = mel
     return padded
-
-
-def _read_index(path: str) -> tuple[list[str], np.ndarray]:
-    """track_ids and offsets of one shard, after checking it is a mel shard of this front end."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: mel shard not found")
-    try:
-        shard = h5py.File(path, "r", locking=False)
-    except OSError as error:
-        raise ValueError(f"{path}: not an HDF5 file ({error})") from None
-    with shard:
-        if shard.attrs.get("format") != SHARD_FORMAT or \
-                shard.attrs.get("format_version") not in SHARD_VERSIONS:
-            raise ValueError(f"{path}: not a mel shard of a supported version "
-                             f"(format={shard.attrs.get('format')!r}, "
-                             f"version={shard.attrs.get('format_version')!r})")
-        for key, expected in frontend_params().items():
-            stored = shard.attrs.get(key)
-            if isinstance(stored, bytes):
-                stored = stored.decode()
-            if stored != expected:
-                raise ValueError(f"{path}: made with a different front end "
-                                 f"({key}={stored!r}, this code uses {expected!r})")
-        for key in ("mel", "offset", "track_id"):
-            if not isinstance(shard.get(key), h5py.Dataset):
-                raise ValueError(f"{path}: not a mel shard (no {key!r} dataset)")
-        mel, offset = shard["mel"], shard["offset"]
-        if mel.ndim != 2 or mel.shape[1] != N_MELS or mel.dtype.kind != "f":
-            raise ValueError(f"{path}: 'mel' is {mel.dtype} {mel.shape}; a shard's mel is "
-                             f"float (frames, {N_MELS})")
-        if offset.ndim != 1 or offset.dtype.kind not in "iu":
-            raise ValueError(f"{path}: 'offset' is {offset.dtype} {offset.shape}; expected "
-                             "1-D integers")
-        try:
-            track_ids = list(shard["track_id"].asstr()[()])
-        except (TypeError, ValueError, OSError) as error:
-            raise ValueError(f"{path}: 'track_id' is not a list of strings ({error})") from None
-        offsets = offset[()].astype(np.int64)
-        n_frames = mel.shape[0]
-    if len(offsets) != len(track_ids) + 1:
-        raise ValueError(f"{path}: offset has {len(offsets)} entries for "
-                         f"{len(track_ids)} tracks (expected one more)")
-    if offsets[0] != 0 or (np.diff(offsets) < 0).any():
-        bad = int(np.flatnonzero(np.diff(offsets) < 0)[0]) + 1 if offsets[0] == 0 else 0
-        raise ValueError(f"{path}: offsets are not ascending from 0 (entry {bad} is "
-                         f"{int(offsets[bad])})")
-    if offsets[-1] != n_frames:
-        raise ValueError(f"{path}: the last offset is {int(offsets[-1])} but 'mel' has "
-                         f"{n_frames} frames")
-    return track_ids, offsets

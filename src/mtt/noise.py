@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .frontend import POWER_FLOOR
+
 NOISE_KINDS = ("specaugment", "gain", "mixup", "shift")
 
 
@@ -91,7 +93,7 @@ def mixup(x: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, prob
     partner_t = torch.as_tensor(partner, device=x.device)
     power = torch.pow(10.0, x.float() / 10.0)
     mixed = lam_t[:, None, None] * power + (1 - lam_t[:, None, None]) * power[partner_t]
-    x = (10.0 * torch.log10(mixed.clamp_min(1e-10))).to(x.dtype)
+    x = (10.0 * torch.log10(mixed.clamp_min(POWER_FLOOR))).to(x.dtype)
     targets = lam_t[:, None] * targets + (1 - lam_t[:, None]) * targets[partner_t]
     if weights is not None:
         weights = torch.where(torch.as_tensor(chosen, device=x.device)[:, None],

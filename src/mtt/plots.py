@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
@@ -24,10 +23,10 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from .tags import read_tag_list  # noqa: E402
+from .formats.evaluation import read_per_tag, read_predictions  # noqa: E402
+from .formats.split_folder import LABELED_SETS, SETS, read_tag_list  # noqa: E402
+from .tsv import read_tsv_chunks  # noqa: E402
 
-SETS = ["train", "valid", "test", "student", "none"]
-LABELED_SETS = ["train", "valid", "test"]
 FIGURES = ["per_tag_roc_auc", "per_tag_pr_auc", "pr_curves", "training_curves",
            "split_statistics"]
 
@@ -46,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     try:
-        test_songs = _count_songs(args.predictions[0])
+        test_songs = len(read_predictions(args.predictions[0])["tracks"])
         figures = {
             "per_tag_roc_auc": per_tag_figure(args.per_tag, "roc_auc", "ROC-AUC"),
             "per_tag_pr_auc": per_tag_figure(args.per_tag, "pr_auc", "PR-AUC", test_songs),
@@ -70,15 +69,10 @@ def model_name(path: Path) -> str:
     return Path(path).parent.name
 
 
-def _count_songs(predictions: Path) -> int:
-    with h5py.File(predictions, "r") as f:
-        return f["labels"].shape[0]
-
-
 def per_tag_figure(paths, metric: str, label: str, test_songs: int | None = None):
     """Horizontal bars: one group per tag, one bar per model; with `test_songs`, a mark at each
     tag's positive rate (the PR-AUC of a random guess)."""
-    tables = {model_name(p): _read_per_tag(p, metric) for p in paths}
+    tables = {model_name(p): read_per_tag(p) for p in paths}
     tags = list(next(iter(tables.values()))["tag"])
     n_models = len(tables)
     height = 0.8 / n_models
@@ -100,24 +94,14 @@ def per_tag_figure(paths, metric: str, label: str, test_songs: int | None = None
     return fig
 
 
-def _read_per_tag(path: Path, metric: str) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", na_values=["NA"])
-    missing = {"tag", metric, "positives"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}")
-    return table
-
-
 def pr_curve_figure(paths):
     """Micro-averaged precision-recall curves: every (song, tag) pair is one decision."""
     fig, ax = plt.subplots(figsize=(6, 5))
     prevalence = None
     for path in paths:
-        with h5py.File(path, "r") as f:
-            probs = f["probs"][()].astype(np.float32)
-            labels = f["labels"][()].astype(bool)
-        if probs.shape != labels.shape:
-            raise ValueError(f"{path}: probs {probs.shape} and labels {labels.shape} differ")
+        predictions = read_predictions(path)
+        probs = predictions["probs"].astype(np.float32)
+        labels = predictions["labels"].astype(bool)
         precision, recall, _ = precision_recall_curve(labels.ravel(), probs.ravel())
         ax.plot(recall, precision, label=model_name(path))
         prevalence = labels.mean()
@@ -161,9 +145,7 @@ def split_statistics(split_dir: Path, chunksize: int = 100_000) -> dict:
     for name in SETS:
         path = split_dir / f"{name}.tsv"
         songs, artists, positives = 0, set(), np.zeros(len(tags), dtype=np.int64)
-        reader = pd.read_csv(path, sep="\t", usecols=["artist_id", "tags"], dtype=str,
-                             keep_default_na=False, chunksize=chunksize)
-        for chunk in reader:
+        for chunk in read_tsv_chunks(path, chunksize):
             songs += len(chunk)
             artists.update(chunk["artist_id"])
             for song_tags in chunk["tags"]:

@@ -3,11 +3,11 @@
 Every track is decoded (`mtt.audio.load_audio`) and turned into log-mel by the model's own front
 end (`mtt.frontend.LogMel`) in worker processes; the main process writes the songs in TSV order,
 so the shard is byte-identical whatever the number of workers or their timing. The shard is
-written under a temporary name and renamed when complete; the layout is in docs/FORMATS.md.
-A track that cannot be used is listed in the failures TSV and never stops the run.
+written under a temporary name and renamed when complete; the format (layout, writer, the
+failures TSV) is `mtt.formats.mel_shard`. A track that cannot be used is listed in the failures
+TSV and never stops the run.
 """
 import argparse
-import hashlib
 import multiprocessing
 import os
 import sys
@@ -17,21 +17,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 from mtt.atomic import atomic_path
-from mtt.tsv import TsvError, read_tsv
 from mtt.audio import AudioError, load_audio
-from mtt.frontend import N_MELS, SAMPLE_RATE, LogMel, frontend_params, num_frames
-
-FORMAT_NAME = "mtt-mel-shard"
-FORMAT_VERSION = 1
-CHUNK_FRAMES = 128  # HDF5 chunk of `mel`: 128 frames x 128 bands x 2 bytes = 32 KiB
-WRITE_CHUNKS = 64  # songs are buffered and written 64 whole chunks (2 MiB) at a time
+from mtt.formats.mel_shard import (ShardWriter, shard_attributes, source_fingerprint,
+                                   stored_fingerprint, write_failures)
+from mtt.frontend import N_MELS, SAMPLE_RATE, LogMel, num_frames
+from mtt.tsv import TsvError, read_tsv
 
 
 class UsageError(Exception):
@@ -63,7 +59,8 @@ def run(args) -> int:
     except UsageError as error:
         print(f"mtt preprocess: error: {error}", file=sys.stderr)
         return 2
-    fingerprint = selection_fingerprint(tracks, args.min_seconds, args.audio_root)
+    fingerprint = source_fingerprint(tracks["track_id"], tracks["path"], args.min_seconds,
+                                     args.audio_root)
     if is_up_to_date(args.out, args.failures, fingerprint):
         print(f"mtt preprocess: {args.out} is complete and up to date; nothing to do",
               file=sys.stderr)
@@ -123,25 +120,10 @@ def select_tracks(tracks_tsv: Path, shard_index: int = 0, num_shards: int = 1) -
     return table.iloc[shard_index::num_shards].reset_index(drop=True)
 
 
-def selection_fingerprint(tracks: pd.DataFrame, min_seconds: float, audio_root=None) -> str:
-    """Identifies what a shard was built from (rows, --min-seconds and the resolved
-    --audio-root), so a rerun on other input rebuilds it."""
-    digest = hashlib.sha256(f"{FORMAT_NAME} {FORMAT_VERSION} {min_seconds!r}\n".encode())
-    if audio_root is not None:
-        digest.update(f"audio root {Path(audio_root).resolve()}\n".encode())
-    for track_id, path in zip(tracks["track_id"], tracks["path"]):
-        digest.update(f"{track_id}\t{path}\n".encode())
-    return digest.hexdigest()
-
-
 def is_up_to_date(out: Path, failures: Path, fingerprint: str) -> bool:
-    if not (out.is_file() and failures.is_file()):
-        return False
-    try:
-        with h5py.File(out, "r") as shard:
-            return shard.attrs.get("source_sha256") == fingerprint
-    except OSError:  # unreadable or foreign file: rebuild it
-        return False
+    """Both outputs exist and the shard was built from this input (an unreadable or foreign
+    file is rebuilt)."""
+    return out.is_file() and failures.is_file() and stored_fingerprint(out) == fingerprint
 
 
 # ------------------------------------------------------------------------------------- workers
@@ -248,82 +230,6 @@ def _process_alone(task) -> TrackResult:
 
 # -------------------------------------------------------------------------------------- output
 
-class ShardWriter:
-    """Appends songs to a new shard file in call order; `close()` writes the index."""
-
-    def __init__(self, path: Path, attributes: dict):
-        self.file = h5py.File(path, "w")
-        for key, value in attributes.items():
-            self.file.attrs[key] = value
-        # track_times=False: HDF5 would otherwise store creation times and the bytes would
-        # differ between two runs over the same input.
-        self.mel = self.file.create_dataset(
-            "mel", shape=(0, N_MELS), maxshape=(None, N_MELS), dtype=np.float16,
-            chunks=(CHUNK_FRAMES, N_MELS), track_times=False)
-        self.track_ids: list[str] = []
-        self.offsets = [0]
-        self.num_samples: list[int] = []
-        self._pending: list[np.ndarray] = []
-        self._pending_frames = 0
-        self._written_frames = 0
-        self._closing = False
-
-    def add(self, track_id: str, mel: np.ndarray, num_samples: int) -> None:
-        """Append one song: `mel` (frames, 128) in dB, stored as float16."""
-        if mel.ndim != 2 or mel.shape[1] != N_MELS or mel.shape[0] < 1:
-            raise ValueError(f"track {track_id!r}: mel must be (frames >= 1, {N_MELS}), "
-                             f"got {mel.shape}")
-        mel = np.asarray(mel, dtype=np.float16)
-        self.track_ids.append(track_id)
-        self.offsets.append(self.offsets[-1] + len(mel))
-        self.num_samples.append(num_samples)
-        self._pending.append(mel)
-        self._pending_frames += len(mel)
-        if self._pending_frames >= WRITE_CHUNKS * CHUNK_FRAMES:
-            self._flush(whole_chunks_only=True)
-
-    def _flush(self, whole_chunks_only: bool) -> None:
-        if not self._pending:
-            return
-        block = np.concatenate(self._pending)
-        count = len(block) // CHUNK_FRAMES * CHUNK_FRAMES if whole_chunks_only else len(block)
-        start = self._written_frames
-        self.mel.resize(start + count, axis=0)
-        self.mel[start:start + count] = block[:count]
-        self._written_frames += count
-        rest = block[count:]
-        self._pending = [rest] if len(rest) else []
-        self._pending_frames = len(rest)
-
-    def abort(self) -> None:
-        """Close after a failure, once: closing again after a failed close (a full disk)
-        crashes libhdf5, so a failed close leaves the handle to the OS."""
-        if self._closing:
-            return
-        self._closing = True
-        try:
-            self.file.close()
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            pass
-
-    def close(self) -> None:
-        self._closing = True
-        self._flush(whole_chunks_only=False)
-        n = len(self.track_ids)
-        self.file.create_dataset("track_id", shape=(n,), dtype=h5py.string_dtype("utf-8"),
-                                 data=np.array(self.track_ids, dtype=object), track_times=False)
-        self.file.create_dataset("offset", data=np.array(self.offsets, dtype=np.int64),
-                                 track_times=False)
-        self.file.create_dataset("num_samples", data=np.array(self.num_samples, dtype=np.int64),
-                                 track_times=False)
-        self.file.close()
-
-
-def shard_attributes(min_seconds: float, fingerprint: str) -> dict:
-    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **frontend_params(),
-            "min_seconds": float(min_seconds), "source_sha256": fingerprint}
-
-
 def build_shard(tracks: pd.DataFrame, audio_root: Path, out: Path, failures_tsv: Path, *,
                 workers: int = 1, min_seconds: float = 1.0, fingerprint: str = "",
                 progress_bar: bool = True) -> tuple[int, int]:
@@ -362,11 +268,3 @@ def build_shard(tracks: pd.DataFrame, audio_root: Path, out: Path, failures_tsv:
             raise
         write_failures(failures_tsv, sorted(failures))
     return len(writer.track_ids), len(failures)
-
-
-def write_failures(path: Path, failures: list[tuple[int, str, str, str]]) -> None:
-    """Failures TSV (track_id, path, reason), one line per failure, reasons without tabs."""
-    with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as out:
-        out.write("track_id\tpath\treason\n")
-        for _, track_id, track_path, reason in failures:
-            out.write(f"{track_id}\t{track_path}\t{' '.join(reason.split())}\n")

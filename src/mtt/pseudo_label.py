@@ -1,20 +1,15 @@
 """`mtt pseudo-label`: a teacher's song-level soft labels for every song of one mel shard.
 
-One job per shard, so the unlabeled set can be labeled by many jobs at once. Output: HDF5 with
-`track_id` (N,) UTF-8 and `probs` float16 (N, n_tags), attributes `tags` (JSON list),
-`checkpoint` and `precision` (fp32 or bf16); written under a temporary name and renamed when complete. An existing output is
-left untouched.
+One job per shard, so the unlabeled set can be labeled by many jobs at once. Output: a
+pseudo-label shard (`mtt.formats.pseudo_labels`), written under a temporary name and renamed
+when complete. An existing output is left untouched.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import h5py
-import numpy as np
-
-from .atomic import atomic_path
 from .checkpoint import load_checkpoint
+from .formats.pseudo_labels import write_pseudo_labels
 from .mel_store import MelStore
 from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
                       resolve_device, select_precision, set_threads)
@@ -55,14 +50,3 @@ def pseudo_label(args) -> int:
                           batch_size=args.batch_size, progress=True, precision=precision)
     write_pseudo_labels(args.out, track_ids, probs, info["tags"], args.checkpoint, precision)
     return len(track_ids)
-
-
-def write_pseudo_labels(path: Path, track_ids, probs, tags, checkpoint, precision="fp32") -> None:
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("track_id", data=np.array(track_ids, dtype=object),
-                             dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset("probs", data=probs.astype(np.float16))
-            f.attrs["tags"] = json.dumps(list(tags))
-            f.attrs["checkpoint"] = str(checkpoint)
-            f.attrs["precision"] = precision

@@ -4,13 +4,11 @@ of a published split.
 Labeled tracks (at least one vocabulary tag) are split by artist into train/valid/test (see
 `mtt.stratify`). Unlabeled tracks by artists of the labeled sets go to `none` (all labeled sets by
 default, or train only with `--exclude-artists train`); every other unlabeled track goes to
-`student`. Output folder (see docs/SPLITS.md):
+`student`. Output folder (`mtt.formats.split_folder`; docs/SPLITS.md):
   {train,valid,test,student,none}.tsv  columns track_id, artist_id, path, tags (';'-joined)
   tags.txt                             the vocabulary, model output order
   report.json                          sizes, per-tag positive rates, MAD from the whole
 """
-import csv
-import json
 import pickle
 import sys
 from pathlib import Path
@@ -18,14 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt.atomic import atomic_dir
 from mtt.datasets import FORMATS, DatasetError, TrackTable, join_tags, load_tracks
+from mtt.formats.split_folder import LABELED_SETS, SETS, read_tag_list, write_split_folder
 from mtt.stratify import positive_rate_mad, stratified_split
-from mtt.tags import MSD_TOP50, read_tag_list
-
-LABELED_SETS = ("train", "valid", "test")
-SETS = ("train", "valid", "test", "student", "none")
-COLUMNS = ["track_id", "artist_id", "path", "tags"]
+from mtt.tags import MSD_TOP50
 
 
 def add_arguments(parser):
@@ -275,30 +269,17 @@ def import_published(folder, table, vocab, audio_ext="mp3"):
 
 
 def write_split(out, table: TrackTable, set_of_track, settings) -> dict:
-    """Write the split folder as one unit (a temporary folder swapped in when complete, so a
-    kill never leaves a new train.tsv beside an old valid.tsv); returns the report."""
+    """Write the split folder (`mtt.formats.split_folder`); returns the report."""
     tag_strings = join_tags(table.labels, table.tags)
     by_track_id = np.argsort(table.track_id.astype(str), kind="stable")
     report = split_report(table, set_of_track, settings)
-    with atomic_dir(out) as tmp:
-        for name in SETS:
-            members = by_track_id[set_of_track[by_track_id] == name]
-            columns = [table.track_id[members], table.artist_id[members], table.path[members],
-                       tag_strings[members]]
-            _check_fields(columns)
-            with open(tmp / f"{name}.tsv", "w", encoding="utf-8", newline="\n") as f:
-                f.write("\t".join(COLUMNS) + "\n")
-                f.writelines("\t".join(row) + "\n" for row in zip(*columns))
-        (tmp / "tags.txt").write_text("".join(f"{t}\n" for t in table.tags), encoding="utf-8")
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    sets = {}
+    for name in SETS:
+        members = by_track_id[set_of_track[by_track_id] == name]
+        sets[name] = [table.track_id[members], table.artist_id[members], table.path[members],
+                      tag_strings[members]]
+    write_split_folder(out, sets, table.tags, report)
     return report
-
-
-def _check_fields(columns):
-    for column, name in zip(columns, COLUMNS):
-        if any(c in "\v".join(column) for c in "\t\n\r"):
-            bad = next(v for v in column if any(c in v for c in "\t\n\r"))
-            raise DatasetError(name, f"value {bad!r} contains a tab or line break")
 
 
 def split_report(table: TrackTable, set_of_track, settings) -> dict:
@@ -332,9 +313,3 @@ def split_report(table: TrackTable, set_of_track, settings) -> dict:
 def _round(value):
     value = float(value)
     return None if np.isnan(value) else round(value, 6)
-
-
-def read_split_table(path) -> pd.DataFrame:
-    """One split TSV as strings (empty tags stay '', IDs like 'NA' stay text)."""
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                       quoting=csv.QUOTE_NONE)

@@ -13,17 +13,16 @@ difference student - supervised with its bootstrap interval over the same resamp
 (from the models' `predictions.h5`), so a gain can be told from test-set noise.
 """
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
-import torch
 
 from .atomic import atomic_path
+from .checkpoint import read_checkpoint_meta
+from .formats.evaluation import read_metrics, read_predictions
 from .metrics import paired_difference
 
 SUMMARY_COLUMNS = [
@@ -106,14 +105,9 @@ def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame
     for path in metrics_paths:
         path = Path(path)
         model = path.parent.name
-        try:
-            metrics = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        metrics = read_metrics(path)
         row = {"model": model, **describe_model(model)}
         for metric in METRIC_NAMES:
-            if metric not in metrics or "macro" not in metrics[metric]:
-                raise ValueError(f"{path}: no macro {metric} (is it a `mtt evaluate` output?)")
             row[metric] = metrics[metric]["macro"]
             row[f"{metric}_ci_low"] = metrics[metric].get("ci_low")
             row[f"{metric}_ci_high"] = metrics[metric].get("ci_high")
@@ -126,7 +120,7 @@ def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame
         if model in histories:
             row.update(training_length(histories[model]))
         if model in checkpoints:
-            meta = checkpoint_meta(checkpoints[model])
+            meta = read_checkpoint_meta(checkpoints[model])
             row["stopped"] = meta.get("stopped", "not recorded")
             if "best_epoch" in meta:
                 row["best_epoch"] = int(meta["best_epoch"])
@@ -150,30 +144,6 @@ def training_length(history_path: Path) -> dict:
         "best_epoch": int(history.loc[history["valid_loss"].idxmin(), "epoch"]),
         "train_minutes": float(history["seconds"].sum() / 60.0),
     }
-
-
-def checkpoint_meta(checkpoint: Path) -> dict:
-    """The metadata `mtt train` recorded in a checkpoint (kept epoch, why it stopped)."""
-    try:
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise ValueError(f"{checkpoint}: not a readable checkpoint ({err})") from None
-    meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def read_predictions(path: Path) -> dict:
-    """track_id -> row, probs and labels of one model's `predictions.h5`."""
-    try:
-        with h5py.File(path, "r") as f:
-            tracks = [t.decode() if isinstance(t, bytes) else str(t) for t in f["track_id"][:]]
-            probs, labels = f["probs"][:], f["labels"][:]
-    except (OSError, KeyError) as err:
-        raise ValueError(f"{path}: not a predictions file of `mtt evaluate` ({err})") from None
-    if probs.shape != labels.shape or probs.ndim != 2 or len(tracks) != len(probs):
-        raise ValueError(f"{path}: track_id, probs {probs.shape} and labels {labels.shape} "
-                         "disagree")
-    return {"path": path, "tracks": tracks, "probs": probs, "labels": labels}
 
 
 def paired_report(student: dict, supervised: dict, n_resamples: int) -> dict:

@@ -1,4 +1,4 @@
-"""Tag vocabularies."""
+"""Tag vocabularies (a tag list file is read with `mtt.formats.split_folder.read_tag_list`)."""
 
 # The MSD top-50 Last.fm tags used with CALS, in the published model's output order.
 MSD_TOP50 = [
@@ -11,9 +11,3 @@ MSD_TOP50 = [
     "70s", "progressive metal",
 ]
 assert len(MSD_TOP50) == 50
-
-
-def read_tag_list(path) -> list[str]:
-    """One tag per line; blank lines and lines starting with '#' are ignored."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith("#")]

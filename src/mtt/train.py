@@ -34,8 +34,9 @@ from tqdm import tqdm
 from . import resume
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import (LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets,
-                   read_pseudo_labels, read_split)
+from .data import LABELED, CropDataset, EpochBatchPlan, keep_stored, pseudo_targets
+from .formats.pseudo_labels import read_pseudo_labels
+from .formats.split_folder import read_split, read_tag_list
 from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
 from .models import build_model, to_channels_last
@@ -43,7 +44,6 @@ from .noise import MelNoise
 from .predict import (autocast, channels_last_faster, crop_frames, inference_model, predict_songs,
                       resolve_device, select_precision, set_threads)
 from .tag_trust import teacher_tag_weights
-from .tags import read_tag_list
 from .train_config import SELECT_BY, TrainConfig
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "lr",

@@ -23,6 +23,8 @@ def validate_config():
 validate_config()
 
 RESULTS = config["results"]
+# The split folder's sets (mtt.formats.split_folder.SETS, not imported here: the workflow needs
+# no mtt; tests/test_formats.py keeps the two in step).
 SPLITS = ["train", "valid", "test", "student", "none"]
 DEMO = config["dataset"]["format"] == "demo"
 # The supervised models: the transformer teacher, and the ResNet teacher when enabled.

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtt.tsv import TsvError, read_tsv
+
 FORMATS = ("msd", "mtg-jamendo", "mtat", "tsv")
 
 
@@ -118,14 +120,15 @@ def label_matrix(tag_lists, vocab) -> np.ndarray:
 
 
 def read_tab_table(path):
-    """A tab-separated table with a header, every cell a string; clear errors naming the file."""
+    """A table in the dialect of `mtt.tsv` (every row as wide as the header), every cell a
+    string; clear errors naming the file (and the line)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(path, "file not found")
     try:
-        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DatasetError(path, f"not a tab-separated table ({error})") from error
+        return read_tsv(path)
+    except TsvError as error:
+        raise DatasetError(path, error.reason) from None
 
 
 def check_unique_ids(track_id, path):

@@ -1,6 +1,8 @@
-"""MagnaTagATune: `annotations_final.csv`, tab-separated (fields may be double-quoted) with
-`clip_id`, one 0/1 column per tag and `mp3_path` (relative to the audio root, e.g.
-`f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3`).
+"""MagnaTagATune: `annotations_final.csv`, tab-separated (read with `mtt.tsv`) with `clip_id`, one
+0/1 column per tag and `mp3_path` (relative to the audio root, e.g.
+`f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3`). The file wraps
+every field in double quotes: they are taken off the header, `clip_id` and `mp3_path`, and a tag
+cell is 0 or 1 with or without them.
 
 There is no artist column: the artist is the file name's part before the first '-', which keeps
 all clips of one artist (and so of one song) in the same set.
@@ -17,20 +19,33 @@ def artist_of_mp3_path(mp3_path: str) -> str:
     return mp3_path.rsplit("/", 1)[-1].split("-", 1)[0]
 
 
+QUOTE = '"'
+
+
+def _unquote(value: str) -> str:
+    """A value wrapped in double quotes without them (a doubled quote inside stands for one);
+    any other value as it is."""
+    if len(value) >= 2 and value[0] == value[-1] == QUOTE:
+        return value[1:-1].replace(QUOTE * 2, QUOTE)
+    return value
+
+
 def load_mtat(path, tags=None, top_tags=None) -> TrackTable:
     path = Path(path)
     table = read_tab_table(path)
+    table.columns = [_unquote(column) for column in table.columns]
     for column in ("clip_id", "mp3_path"):
         if column not in table.columns:
             raise DatasetError(path, f"no {column!r} column")
+        table[column] = [_unquote(value) for value in table[column]]
     tag_columns = [c for c in table.columns if c not in ("clip_id", "mp3_path")]
-    values = table[tag_columns]
-    bad = ~values.isin(["0", "1"])
+    values = table[tag_columns]  # quoted or not: unquoting 190 columns would take seconds
+    bad = ~values.isin(["0", "1", '"0"', '"1"'])
     if bad.to_numpy().any():
         row, col = np.argwhere(bad.to_numpy())[0]
         raise DatasetError(path, f"line {row + 2}, column {tag_columns[col]!r}: "
-                                 f"{values.iat[row, col]!r} is not 0 or 1")
-    labels = values.to_numpy() == "1"
+                                 f"{_unquote(values.iat[row, col])!r} is not 0 or 1")
+    labels = values.isin(["1", '"1"']).to_numpy()
     if tags is not None:
         missing = [t for t in tags if t not in tag_columns]
         if missing:

@@ -1,6 +1,7 @@
 """MTG-Jamendo: `autotagging*.tsv`, tab-separated `TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS...`
-with one tag per trailing column (e.g. `genre---rock`, `mood/theme---happy`). PATH is relative to
-the audio root. The vocabulary defaults to every tag in the file, most frequent first.
+with one tag per trailing column (e.g. `genre---rock`, `mood/theme---happy`), read line by line
+with `mtt.tsv.tsv_lines` (rows are wider than the header). PATH is relative to the audio root.
+The vocabulary defaults to every tag in the file, most frequent first.
 """
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from mtt.datasets import (DatasetError, TrackTable, check_unique_ids, choose_vocabulary,
                           label_matrix)
+from mtt.tsv import TsvError, tsv_lines
 
 HEADER = ["TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION"]
 
@@ -18,14 +20,12 @@ def read_mtg_jamendo(path):
     if not path.is_file():
         raise DatasetError(path, "file not found")
     track_ids, artist_ids, paths, tag_lists = [], [], [], []
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n").split("\t")
+    try:
+        lines = tsv_lines(path)
+        _, header = next(lines, (1, [""]))
         if header[:5] != HEADER:
             raise DatasetError(path, f"header {header[:5]} is not {HEADER} + TAGS")
-        for line_number, line in enumerate(f, start=2):
-            fields = line.rstrip("\r\n").split("\t")
-            if fields == [""]:
-                continue
+        for line_number, fields in lines:
             if len(fields) < 5:
                 raise DatasetError(path, f"line {line_number}: {len(fields)} columns, expected "
                                          "at least 5")
@@ -33,6 +33,8 @@ def read_mtg_jamendo(path):
             artist_ids.append(fields[1])
             paths.append(fields[3])
             tag_lists.append([t for t in fields[5:] if t])
+    except TsvError as error:
+        raise DatasetError(path, error.reason) from None
     return track_ids, artist_ids, paths, tag_lists
 
 
