@@ -156,15 +156,22 @@ def model_options(model):
     return options
 
 
-def train_options(model, input=None):
-    """`mtt train` options of a model; with a student's `input`, also the files its options
-    make `mtt train` read (`teacher_checkpoint`, `labeled_pseudo_labels`) when there are any."""
+def train_options(model, files=None):
+    """`mtt train` options of a model; `files`: the files a student's options make `mtt train`
+    read ({"teacher_checkpoint": [...], "labeled_pseudo_labels": [...]}), given where there are
+    any. A function of the wildcards only, so that Snakemake sees a changed option (params that
+    read `input` are left out of its rerun check)."""
     options = model_options(model)
-    for key in ("teacher_checkpoint", "labeled_pseudo_labels"):
-        files = list(getattr(input, key, []))
-        if files:
-            options[key] = files
+    for key, paths in (files or {}).items():
+        if paths:
+            options[key] = list(paths)
     return cli_options(options)
+
+
+def student_train_options(wildcards):
+    return train_options(wildcards.student, {
+        "teacher_checkpoint": teacher_checkpoint(wildcards),
+        "labeled_pseudo_labels": labeled_pseudo_labels(wildcards)})
 
 
 def teacher_checkpoint(wildcards):

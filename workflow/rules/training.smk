@@ -103,7 +103,7 @@ rule train_student:
         history=f"{RESULTS}/models/{{student}}/history.csv",
     params:
         out=lambda wildcards, output: Path(output.best).parent,
-        options=lambda wildcards, input: train_options(wildcards.student, input),
+        options=student_train_options,
         device=config["device"],
         precision=config["precision"],
         command=train_command(),
