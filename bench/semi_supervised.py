@@ -126,9 +126,10 @@ def parse_args():
                    "labeled by the demo generator's own observation process, vs the teacher, "
                    "on the validation split")
     p.add_argument("--bootstrap", type=int, default=200)
-    p.add_argument("--with-oracle", action="store_true",
+    p.add_argument("--with-oracle", nargs="*", type=int, metavar="SEED",
                    help="also train the oracle in a student run and score it on test beside "
-                   "the teacher and students (for reporting; nothing is chosen with it)")
+                   "the teacher and students (for reporting; nothing is chosen with it); "
+                   "with seeds, only in the chains of these training seeds")
     p.add_argument("--figure", type=Path,
                    help="write a bar chart of test ROC-AUC / PR-AUC (mean and std over runs) "
                    "per model to this PNG")
@@ -364,7 +365,7 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
             out = student_runs / f"{name}_round{round_}"
             checkpoints[f"{name}{round_}"] = (train(args, root, out, seed, getattr(args, name),
                                                     round_labels, teacher=previous), out)
-    if args.with_oracle:
+    if args.with_oracle is not None and (not args.with_oracle or seed in args.with_oracle):
         out = teacher_runs / "oracle"
         checkpoints["oracle"] = (train(args, root, out, seed, args.teacher,
                                        train_tsv=oracle_train(root, demo_seed, args.labeled_share),
@@ -400,14 +401,15 @@ def plot(results, models, path: Path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, metric, title in zip(axes, ("roc_auc", "pr_auc"), ("ROC-AUC", "PR-AUC")):
-        stats = [mean_std([r[m][metric] for r in results]) for m in models]
+        stats = [mean_std([r[m][metric] for r in results if m in r]) for m in models]
         ax.bar(range(len(models)), [m for m, _ in stats], yerr=[s for _, s in stats],
                capsize=4, color=[COLORS.get(m.rstrip("0123456789"), "#9467bd") for m in models])
         low = min(m - s for m, s in stats)
         ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in stats) + 0.02))
-        ax.set_xticks(range(len(models)), [m.upper() if m != "teacher" else "teacher"
-                                           for m in models])
-        ax.set_title(f"test macro {title}, {len(results)} runs")
+        runs = [sum(m in r for r in results) for m in models]
+        ax.set_xticks(range(len(models)), [f"{m.upper() if m != 'teacher' else m}\n{n} runs"
+                                           for m, n in zip(models, runs)])
+        ax.set_title(f"test macro {title}: mean ± std over runs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -423,7 +425,7 @@ def main():
     args = parse_args()
     models = ("teacher", *args.students,
               *[f"{s}{r}" for r in range(2, args.rounds + 1) for s in args.students],
-              *(["oracle"] if args.with_oracle else []))
+              *(["oracle"] if args.with_oracle is not None else []))
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
@@ -453,11 +455,11 @@ def main():
     summary = {}
     for metric in ("roc_auc", "pr_auc"):
         for model in models:
-            m, s = mean_std([r[model][metric] for r in results])
+            m, s = mean_std([r[model][metric] for r in results if model in r])
             summary[f"{model}_{metric}"] = m
             print(f"{model:8s} test macro {metric}: {m:.4f} ± {s:.4f}")
         for model in models[1:]:
-            gains = [r[model][metric] - r["teacher"][metric] for r in results]
+            gains = [r[model][metric] - r["teacher"][metric] for r in results if model in r]
             m, s = mean_std(gains)
             wins = sum(g > 0 for g in gains)
             summary[f"{model}_gain_{metric}"] = m
@@ -467,21 +469,21 @@ def main():
     for metric in ("roc_auc", "pr_auc"):
         print(f"valid macro {metric}: " + "  ".join(
             "{} {:.4f} ± {:.4f}".format(model, *mean_std([r[model]["valid"][metric]
-                                                          for r in results]))
+                                                          for r in results if model in r]))
             for model in models))
     print("per run, model - teacher on the same test songs [paired 95% bootstrap interval]:")
     for r in results:
         print(f"  demo seed {r['demo_seed']}, training seed {r['seed']}: " + "  ".join(
             f"{m} " + " ".join("{} {:+.4f} [{:+.4f}, {:+.4f}]".format(
                 metric.replace("_auc", ""), *r[m]["paired"][metric])
-                for metric in ("roc_auc", "pr_auc")) for m in models[1:]))
+                for metric in ("roc_auc", "pr_auc")) for m in models[1:] if m in r))
     if args.figure:
         plot(results, models, args.figure)
     for demo_seed in args.demo_seeds:
         rows = [r for r in results if r["demo_seed"] == demo_seed]
         print(f"demo seed {demo_seed}: " + "  ".join(
-            f"{m} roc={statistics.mean(r[m]['roc_auc'] for r in rows):.4f} "
-            f"pr={statistics.mean(r[m]['pr_auc'] for r in rows):.4f}" for m in models))
+            f"{m} roc={statistics.mean(r[m]['roc_auc'] for r in rows if m in r):.4f} "
+            f"pr={statistics.mean(r[m]['pr_auc'] for r in rows if m in r):.4f}" for m in models))
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in summary.items())
           + f" runs={len(results)} minutes={minutes:.1f}")
