@@ -401,12 +401,12 @@ def plot(results, models, path: Path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, metric, title in zip(axes, ("roc_auc", "pr_auc"), ("ROC-AUC", "PR-AUC")):
-        stats = [mean_std([r[m][metric] for r in results if m in r]) for m in models]
+        stats = [mean_std([r[m][metric] for r in runs_of(results, m)]) for m in models]
         ax.bar(range(len(models)), [m for m, _ in stats], yerr=[s for _, s in stats],
                capsize=4, color=[COLORS.get(m.rstrip("0123456789"), "#9467bd") for m in models])
         low = min(m - s for m, s in stats)
         ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(m + s for m, s in stats) + 0.02))
-        runs = [sum(m in r for r in results) for m in models]
+        runs = [len(runs_of(results, m)) for m in models]
         ax.set_xticks(range(len(models)), [f"{m.upper() if m != 'teacher' else m}\n{n} runs"
                                            for m, n in zip(models, runs)])
         ax.set_title(f"test macro {title}: mean ± std over runs")
@@ -415,6 +415,11 @@ def plot(results, models, path: Path):
 
 
 COLORS = {"teacher": "#777777", "kd": "#1f77b4", "ke": "#ff7f0e", "oracle": "#2ca02c"}
+
+
+def runs_of(results, model):
+    """The runs that trained `model` (the oracle may be in some chains only)."""
+    return [r for r in results if model in r]
 
 
 def mean_std(values):
@@ -455,11 +460,11 @@ def main():
     summary = {}
     for metric in ("roc_auc", "pr_auc"):
         for model in models:
-            m, s = mean_std([r[model][metric] for r in results if model in r])
+            m, s = mean_std([r[model][metric] for r in runs_of(results, model)])
             summary[f"{model}_{metric}"] = m
             print(f"{model:8s} test macro {metric}: {m:.4f} ± {s:.4f}")
         for model in models[1:]:
-            gains = [r[model][metric] - r["teacher"][metric] for r in results if model in r]
+            gains = [r[model][metric] - r["teacher"][metric] for r in runs_of(results, model)]
             m, s = mean_std(gains)
             wins = sum(g > 0 for g in gains)
             summary[f"{model}_gain_{metric}"] = m
@@ -469,7 +474,7 @@ def main():
     for metric in ("roc_auc", "pr_auc"):
         print(f"valid macro {metric}: " + "  ".join(
             "{} {:.4f} ± {:.4f}".format(model, *mean_std([r[model]["valid"][metric]
-                                                          for r in results if model in r]))
+                                                          for r in runs_of(results, model)]))
             for model in models))
     print("per run, model - teacher on the same test songs [paired 95% bootstrap interval]:")
     for r in results:
@@ -482,8 +487,8 @@ def main():
     for demo_seed in args.demo_seeds:
         rows = [r for r in results if r["demo_seed"] == demo_seed]
         print(f"demo seed {demo_seed}: " + "  ".join(
-            f"{m} roc={statistics.mean(r[m]['roc_auc'] for r in rows if m in r):.4f} "
-            f"pr={statistics.mean(r[m]['pr_auc'] for r in rows if m in r):.4f}" for m in models))
+            f"{m} roc={statistics.mean(r[m]['roc_auc'] for r in runs_of(rows, m)):.4f} "
+            f"pr={statistics.mean(r[m]['pr_auc'] for r in runs_of(rows, m)):.4f}" for m in models))
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in summary.items())
           + f" runs={len(results)} minutes={minutes:.1f}")

@@ -45,11 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     try:
-        test_songs = len(read_predictions(args.predictions[0])["tracks"])
+        predictions = [read_predictions(path) for path in args.predictions]
+        test_songs = len(predictions[0]["tracks"])
         figures = {
             "per_tag_roc_auc": per_tag_figure(args.per_tag, "roc_auc", "ROC-AUC"),
             "per_tag_pr_auc": per_tag_figure(args.per_tag, "pr_auc", "PR-AUC", test_songs),
-            "pr_curves": pr_curve_figure(args.predictions),
+            "pr_curves": pr_curve_figure(predictions),
             "training_curves": training_figure(args.histories),
             "split_statistics": split_figure(split_statistics(args.split_dir)),
         }
@@ -94,16 +95,16 @@ def per_tag_figure(paths, metric: str, label: str, test_songs: int | None = None
     return fig
 
 
-def pr_curve_figure(paths):
-    """Micro-averaged precision-recall curves: every (song, tag) pair is one decision."""
+def pr_curve_figure(predictions):
+    """Micro-averaged precision-recall curves (of `read_predictions` outputs): every (song, tag)
+    pair is one decision."""
     fig, ax = plt.subplots(figsize=(6, 5))
     prevalence = None
-    for path in paths:
-        predictions = read_predictions(path)
-        probs = predictions["probs"].astype(np.float32)
-        labels = predictions["labels"].astype(bool)
+    for model in predictions:
+        probs = model["probs"].astype(np.float32)
+        labels = model["labels"].astype(bool)
         precision, recall, _ = precision_recall_curve(labels.ravel(), probs.ravel())
-        ax.plot(recall, precision, label=model_name(path))
+        ax.plot(recall, precision, label=model_name(model["path"]))
         prevalence = labels.mean()
     if prevalence is not None:
         ax.axhline(prevalence, color="gray", linestyle="--", label="chance")
