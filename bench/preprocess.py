@@ -3,7 +3,7 @@
 On the same 30 s MP3s (made from the real clips in shared/audio, stereo, at 22,050 and 44,100 Hz)
 it times, one worker each, median over repeats:
   decode   - mtt.audio.load_audio alone (the floor: decoding + resampling, no mel, no output);
-  ours     - the whole preprocessing into an HDF5 shard (mtt.preprocess.build_shard), a shard of
+  ours     - the whole preprocessing into a new HDF5 shard (mtt.preprocess.build_shard), a shard of
              4x as many songs as the others' lists (96 with --quick), so that starting the
              worker process (fork of a process that has imported PyTorch, its first pages
              copied: ~0.1 s once per shard) weighs a few percent, as in real shards of hundreds
@@ -101,12 +101,15 @@ def timed(job) -> tuple[float, float]:
 
 
 def interleaved_rates(jobs: dict, repeats: int) -> dict:
-    """Median songs per wall second and per CPU second of each job ({name: (songs, job)}); the
-    jobs take turns in every repeat so that the machine's load varies alike for all of them."""
+    """Median songs per wall second and per CPU second of each job ({name: (songs, job)} or
+    {name: (songs, job, untimed preparation)}); the jobs take turns in every repeat so that the
+    machine's load varies alike for all of them."""
     walls = {name: [] for name in jobs}
     cpus = {name: [] for name in jobs}
     for _ in range(repeats):
-        for name, (count, job) in jobs.items():
+        for name, (count, job, *prepare) in jobs.items():
+            for step in prepare:
+                step()
             wall, cpu = timed(job)
             walls[name].append(count / wall)
             cpus[name].append(count / cpu)
@@ -115,17 +118,24 @@ def interleaved_rates(jobs: dict, repeats: int) -> dict:
 
 
 def preprocess_job(songs: list[Path], out_folder: Path, workers: int):
+    """(job, preparation): the job writes a shard of `songs`; the preparation, untimed,
+    removes the last run's shard first, since a real run writes a new file (replacing one makes
+    ext4 flush the new file to disk, ~50 ms for 80 MB)."""
     tracks_tsv = out_folder / "tracks.tsv"
     pd.DataFrame({"track_id": [p.stem for p in songs], "path": [p.name for p in songs]}).to_csv(
         tracks_tsv, sep="\t", index=False)
     tracks = select_tracks(tracks_tsv)
+    out, failures = out_folder / "bench.h5", out_folder / "failed.tsv"
 
     def job():
-        stored, failed = build_shard(tracks, songs[0].parent, out_folder / "bench.h5",
-                                     out_folder / "failed.tsv", workers=workers,
+        stored, failed = build_shard(tracks, songs[0].parent, out, failures, workers=workers,
                                      progress_bar=False)
         assert stored == len(songs) and failed == 0
-    return job
+
+    def remove_last_run():
+        out.unlink(missing_ok=True)
+        failures.unlink(missing_ok=True)
+    return job, remove_last_run
 
 
 def decoded_length(path: Path) -> int:
@@ -150,8 +160,8 @@ def measure_rate(librosa, songs, shard_songs, work: Path, repeats: int) -> dict:
     return interleaved_rates({
         "decode": (n, lambda: [load_audio(p) for p in songs]),
         "compute": (n, lambda: [logmel(torch.from_numpy(load_audio(p))) for p in songs]),
-        "ours": (len(shard_songs), preprocess_job(shard_songs, work / "long", workers=1)),
-        "ours_short": (n, preprocess_job(songs, work / "short", workers=1)),
+        "ours": (len(shard_songs), *preprocess_job(shard_songs, work / "long", workers=1)),
+        "ours_short": (n, *preprocess_job(songs, work / "short", workers=1)),
         "librosa": (n, lambda: [librosa_logmel(librosa, p) for p in songs]),
     }, repeats)
 
@@ -206,7 +216,7 @@ def main() -> int:
         for workers in (1, 2):
             work = tmp / f"scaling_{workers}"
             work.mkdir()
-            scaling_jobs[workers] = (scaling_count, preprocess_job(songs, work, workers))
+            scaling_jobs[workers] = (scaling_count, *preprocess_job(songs, work, workers))
             scaling_jobs[f"decode{workers}"] = (scaling_count, decode_pool_job(songs, workers))
         scaling = interleaved_rates(scaling_jobs, repeats)
         print(" ".join(f"{'workers=' if isinstance(name, int) else 'decode_only_workers='}"

@@ -151,6 +151,29 @@ def test_bad_files_are_listed_and_good_ones_stored_whatever_the_workers(tmp_path
     assert (tmp_path / "w1.tsv").read_bytes() == (tmp_path / "w2.tsv").read_bytes()
 
 
+def test_mels_handed_over_in_shared_memory_or_through_the_pipe_are_the_songs_own(
+        tmp_path, audio_dir, monkeypatch):
+    """Workers hand mels to the writer in shared-memory slots (`MelSlots`), one per task in
+    flight and reused; a mel larger than a slot goes through the result pipe. With more songs
+    than slots and slots that fit only the shorter songs, every stored mel is its own song's."""
+    import mtt.preprocess
+    names = sorted(REAL_CLIPS) * 3  # 15 songs, 8 slots with 2 workers
+    rows = [(f"R{i:02d}", name) for i, name in enumerate(names)]
+    tracks = write_tracks(tmp_path / "tracks.tsv", rows)
+    logmel = LogMel()
+    expected = {name: logmel(torch.from_numpy(load_audio(audio_dir / name))).T.numpy()
+                .astype(np.float16) for name in REAL_CLIPS}
+    slot_bytes = sorted(m.nbytes for m in expected.values())[2]  # the 3 shortest fit
+    monkeypatch.setattr(mtt.preprocess.MelSlots, "SLOT_BYTES", slot_bytes)
+    out, failed = tmp_path / "s.h5", tmp_path / "f.tsv"
+    assert preprocess(audio_dir, tracks, out, failed, "--workers", 2) == 0
+    with h5py.File(out, "r") as shard:
+        assert list(shard["track_id"].asstr()[()]) == [track_id for track_id, _ in rows]
+        offsets = shard["offset"][()]
+        for i, name in enumerate(names):
+            assert np.array_equal(shard["mel"][offsets[i]:offsets[i + 1]], expected[name])
+
+
 def test_shard_index_takes_every_nth_row(tmp_path, audio_dir):
     rows = [(f"S{i}", "gtzan_country00000.wav" if i % 2 else "missing.wav") for i in range(7)]
     tracks = write_tracks(tmp_path / "tracks.tsv", rows)
