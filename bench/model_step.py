@@ -36,7 +36,7 @@ from mtt.frontend import POWER_FLOOR, SAMPLE_RATE, LogMel, seconds_to_frames
 from mtt.malloc import keep_freed_memory
 from mtt.models import build_model, to_channels_last
 from mtt.models.transformer import Attention
-from mtt.predict import autocast, cpu_has_amx, select_precision
+from mtt.predict import autocast, cpu_has_amx, cpu_has_native_bf16, select_precision
 
 
 class EinsumAttention(nn.Module):
@@ -190,7 +190,8 @@ def main():
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     if device == "cpu":
         name += (f", capability {torch.backends.cpu.get_cpu_capability()}, "
-                 f"AMX {'yes' if cpu_has_amx() else 'no'}")
+                 f"AMX {'yes' if cpu_has_amx() else 'no'}, "
+                 f"native bf16 {'yes' if cpu_has_native_bf16() else 'no'}")
     print(f"device={device} ({name}) threads={torch.get_num_threads()} batch={batch} reps={reps} "
           f"torch={torch.__version__}")
     ratios = {}

@@ -86,7 +86,7 @@ def main_bench():
         write_random_shard(tmp / "warmup_shard.h5", 2, frames, seed=1)
         save_checkpoint(ckpt, model, MSD_TOP50)
         model.to(device)
-        precision = resolve_precision("auto", device)  # as the command resolves it
+        precision = resolve_precision("auto", device, model=model)  # as the command does
         model = inference_model(model, device, precision)  # as predict_songs runs it
         forward_seconds(model, device, 2, args.chunks, chunk, args.batch_size, precision)
         command = ["pseudo-label", "--checkpoint", str(ckpt), "--mels", str(shard),

@@ -20,6 +20,7 @@ each kind of dry-run check (`slow_case`).
 import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,67 @@ def snakemake(*args, workdir, timeout=900, check=True):
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n"
                              f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+# ---- a real one-node SLURM (tests/test_slurm.py, tests/test_slurm_ddp.py) ------------------
+
+SLURM_SCRIPTS = REPO / "tests" / "slurm"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """munged, slurmctld and slurmd started for one test module (tests/slurm/start_slurm.sh
+    installs slurm-wlm and munge with apt-get when missing; needs root), stopped after it."""
+    if os.geteuid() != 0:
+        pytest.skip("starting SLURM daemons and writing /etc/slurm needs root")
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        pytest.skip("SLURM is not installed and there is no apt-get to install it")
+    state = tmp_path_factory.mktemp("slurm_state")
+    # finished jobs stay visible for an hour, so the test can read every job's request
+    env = {**os.environ, "MTT_SLURM_MIN_JOB_AGE": "3600"}
+    start = subprocess.run(["bash", str(SLURM_SCRIPTS / "start_slurm.sh"), str(state)],
+                           capture_output=True, text=True, timeout=900, env=env)
+    try:
+        assert start.returncode == 0, f"SLURM did not start:\n{start.stdout}\n{start.stderr}"
+        yield state
+    finally:
+        subprocess.run(["bash", str(SLURM_SCRIPTS / "stop_slurm.sh"), str(state)], timeout=120)
+
+
+def snakemake_through_slurm(workdir, limit_s, configfiles, *extra):
+    """The workflow with `--profile profiles/slurm` on the test cluster, bounded by `limit_s`
+    (a broken status check would otherwise wait forever); its exit code is checked."""
+    command = [
+        "timeout", "-k", "30", str(limit_s),
+        str(VENV_BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
+        "--profile", str(REPO / "profiles" / "slurm"),
+        "--configfile", *map(str, configfiles),
+        # test-cluster overrides: no accounting (squeue + MinJobAge), quick status checks
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "2",
+        "--seconds-between-status-checks", "2",
+        "--slurm-keep-successful-logs",
+        "--latency-wait", "5",
+        "--jobs", "4",
+        *extra,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=snakemake_env(),
+                            timeout=limit_s + 60)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"exit {result.returncode}:\n{log[-8000:]}"
+    return log
+
+
+def slurm_jobs() -> dict:
+    """rule -> the `scontrol show job` records of its jobs on the test cluster."""
+    lines = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    jobs = {}
+    for line in lines:
+        rule = re.search(r"Comment=rule_(\w+?)(_wildcards_\S*)?(\s|$)", line)
+        if rule:
+            jobs.setdefault(rule.group(1), []).append(line)
+    return jobs
 
 
 def planned_jobs(output: str) -> dict:

@@ -25,20 +25,20 @@ def test_channels_last_only_for_small_cnns_in_fp32_on_cpu():
     assert channels_last_faster(resnet16, CPU, "fp32")
     assert not channels_last_faster(teacher, CPU, "fp32")  # C128: slower on the EPYC
     assert not channels_last_faster(small(), CPU, "bf16")
-    # bf16 on an AMX CPU: the paper's teacher in channels-last (AMX Xeon measurements)
-    assert channels_last_faster(teacher, CPU, "bf16", amx=True)
-    assert not channels_last_faster(teacher, CPU, "bf16", amx=False)
-    assert not channels_last_faster(small(), CPU, "bf16", amx=True)
+    # bf16 on a CPU with native bf16 (AMX Xeon, Zen 4 EPYC): the paper's teacher channels-last
+    assert channels_last_faster(teacher, CPU, "bf16", native_bf16=True)
+    assert not channels_last_faster(teacher, CPU, "bf16", native_bf16=False)
+    assert not channels_last_faster(small(), CPU, "bf16", native_bf16=True)
     assert not channels_last_faster(small(), CUDA, "fp32")  # not measured on a GPU
 
 
-def test_auto_keeps_fp32_for_small_cnns_on_amx_cpus():
+def test_auto_keeps_fp32_for_small_cnns_on_native_bf16_cpus():
     teacher = build_model("transformer", 5, preset="teacher")
-    assert resolve_precision("auto", CPU, amx=True, model=small()) == "fp32"
-    assert resolve_precision("auto", CPU, amx=True, model=teacher) == "bf16"
-    assert resolve_precision("auto", CPU, amx=True) == "bf16"  # no model: as before
-    assert resolve_precision("auto", CPU, amx=False, model=teacher) == "fp32"
-    assert resolve_precision("bf16", CPU, amx=True, model=small()) == "bf16"  # asked for
+    assert resolve_precision("auto", CPU, native_bf16=True, model=small()) == "fp32"
+    assert resolve_precision("auto", CPU, native_bf16=True, model=teacher) == "bf16"
+    assert resolve_precision("auto", CPU, native_bf16=True) == "bf16"  # no model: as before
+    assert resolve_precision("auto", CPU, native_bf16=False, model=teacher) == "fp32"
+    assert resolve_precision("bf16", CPU, native_bf16=True, model=small()) == "bf16"  # asked for
 
 
 def test_the_inference_copy_is_channels_last_with_the_same_outputs_and_the_model_untouched():
@@ -86,13 +86,14 @@ def test_predict_songs_and_the_tagger_give_the_contiguous_models_numbers(tmp_pat
     assert max(abs(got[t] - float(p)) for t, p in zip("abcde", ref)) <= 1e-5
 
 
-def test_bf16_channels_last_on_an_amx_cpu_stays_close_to_fp32(monkeypatch):
-    """Where AMX is present, a larger model's bf16 inference runs on a channels-last copy; faked
-    here (this path also runs without AMX, only slower): the result stays within bf16's error."""
+def test_bf16_channels_last_on_a_native_bf16_cpu_stays_close_to_fp32(monkeypatch):
+    """Where the CPU has native bf16, a larger model's bf16 inference runs on a channels-last
+    copy; faked here (the path also runs on other CPUs, only slower): the result stays within
+    bf16's error."""
     import mtt.predict as predict
     torch.manual_seed(0)
     model = build_model("transformer", 5, conv_channels=32, width=32, layers=1, heads=2).eval()
-    monkeypatch.setattr(predict, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: True)
     net = inference_model(model, CPU, "bf16")
     assert net is not model
     assert net.frontend.layer1.conv_1.weight.is_contiguous(memory_format=torch.channels_last)

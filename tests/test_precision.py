@@ -12,27 +12,28 @@ from conftest import make_toy, train_args
 from mtt.checkpoint import load_checkpoint
 from mtt.cli import main
 from mtt.frontend import LogMel
-from mtt.predict import autocast, cpu_has_amx, resolve_precision
+from mtt.predict import autocast, cpu_has_native_bf16, resolve_precision
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-@pytest.mark.parametrize("device, amx, cuda_bf16, expected", [
-    (CPU, True, None, "bf16"),     # AMX: bf16 matrix units, faster
-    (CPU, False, None, "fp32"),    # AVX512-BF16 alone or nothing: bf16 runs, but slower
+@pytest.mark.parametrize("device, native_bf16, cuda_bf16, expected", [
+    (CPU, True, None, "bf16"),     # AMX or AVX512-BF16: faster for the paper's models
+    (CPU, False, None, "fp32"),    # neither: bf16 runs, emulated and slower
     (CUDA, None, True, "bf16"),
     (CUDA, None, False, "fp32"),   # a GPU without bf16 (before Ampere)
     (torch.device("meta"), None, None, "fp32"),
 ])
-def test_auto_takes_bf16_only_where_it_is_faster(device, amx, cuda_bf16, expected):
-    assert resolve_precision("auto", device, amx=amx, cuda_bf16=cuda_bf16) == expected
+def test_auto_takes_bf16_only_where_it_is_faster(device, native_bf16, cuda_bf16, expected):
+    assert resolve_precision("auto", device, native_bf16=native_bf16,
+                             cuda_bf16=cuda_bf16) == expected
 
 
 def test_explicit_choices_are_kept_and_bad_ones_refused():
-    assert resolve_precision("fp32", CPU, amx=True) == "fp32"
+    assert resolve_precision("fp32", CPU, native_bf16=True) == "fp32"
     assert resolve_precision("fp32", CUDA, cuda_bf16=True) == "fp32"
-    assert resolve_precision("bf16", CPU, amx=False) == "bf16"  # asked for: runs without AMX
+    assert resolve_precision("bf16", CPU, native_bf16=False) == "bf16"  # asked for: emulated
     assert resolve_precision("bf16", CUDA, cuda_bf16=True) == "bf16"
     with pytest.raises(ValueError, match="no bf16 support"):
         resolve_precision("bf16", CUDA, cuda_bf16=False)
@@ -40,14 +41,14 @@ def test_explicit_choices_are_kept_and_bad_ones_refused():
         resolve_precision("float16", CPU)
 
 
-@pytest.mark.skipif(cpu_has_amx(), reason="this CPU has AMX")
-def test_auto_is_fp32_on_this_cpu_without_amx():
-    assert resolve_precision("auto", CPU) == "fp32"
+def test_auto_on_this_cpu_follows_its_native_bf16():
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert resolve_precision("auto", CPU) == expected
 
 
 def test_reference_clip_fp32_exact_and_bf16_within_2e_2():
     """The published teacher layout on the reference clip: fp32 reproduces the original to 1e-5;
-    bf16 autocast (asked for explicitly, so also on a CPU without AMX) stays within 2e-2."""
+    bf16 autocast (asked for explicitly, so also on a CPU without native bf16) stays within 2e-2."""
     model, _ = load_checkpoint(REFERENCE / "teacher_format.ckpt")
     mel = LogMel()(torch.from_numpy(np.load(REFERENCE / "clip_mono_22050.npy"))[None])
     expected = np.load(REFERENCE / "clip_teacher_probs.npy")

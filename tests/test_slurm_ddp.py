@@ -11,18 +11,14 @@ and the ranks, which see no CUDA, train on the CPU with gloo (tiny.yaml: `device
 The cluster is started and stopped with tests/slurm/start_slurm.sh and stop_slurm.sh, as in
 tests/test_slurm.py (installs slurm-wlm and munge with apt-get when missing; needs root).
 """
-import os
 import re
-import shutil
-import subprocess
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, SNAKEFILE, TINY, VENV_BIN, snakemake_env
+from conftest import TINY, slurm_jobs, snakemake_through_slurm
 from mtt.checkpoint import load_checkpoint
 
-SCRIPTS = REPO / "tests" / "slurm"
 RUN_LIMIT_S = 1500
 TWO_PROCESSES = """
 resources:
@@ -32,24 +28,6 @@ TRAINING_LOGS = {"teacher": "train_teacher/log.log", "student_kd": "train_studen
                  "student_ke": "train_student/student_ke.log"}  # under results/logs
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("starting SLURM daemons and writing /etc/slurm needs root")
-    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
-        pytest.skip("SLURM is not installed and there is no apt-get to install it")
-    state = tmp_path_factory.mktemp("slurm_state")
-    # finished jobs stay visible for an hour, so the test can read every job's request
-    env = {**os.environ, "MTT_SLURM_MIN_JOB_AGE": "3600"}
-    start = subprocess.run(["bash", str(SCRIPTS / "start_slurm.sh"), str(state)],
-                           capture_output=True, text=True, timeout=900, env=env)
-    try:
-        assert start.returncode == 0, f"SLURM did not start:\n{start.stdout}\n{start.stderr}"
-        yield state
-    finally:
-        subprocess.run(["bash", str(SCRIPTS / "stop_slurm.sh"), str(state)], timeout=120)
 
 
 def sbatch_calls(log: str) -> dict:
@@ -62,41 +40,13 @@ def sbatch_calls(log: str) -> dict:
     return calls
 
 
-def slurm_jobs() -> dict:
-    """rule -> the `scontrol show job` records of its jobs."""
-    lines = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
-                           text=True, check=True).stdout.splitlines()
-    jobs = {}
-    for line in lines:
-        rule = re.search(r"Comment=rule_(\w+?)(_wildcards_\S*)?(\s|$)", line)
-        if rule:
-            jobs.setdefault(rule.group(1), []).append(line)
-    return jobs
-
-
 def test_tiny_workflow_trains_with_two_processes_per_job_through_slurm(slurm_cluster, tmp_path):
     overlay = tmp_path / "ddp.yaml"
     overlay.write_text(TWO_PROCESSES)
     workdir = tmp_path / "run"
     workdir.mkdir()
-    command = [
-        "timeout", "-k", "30", str(RUN_LIMIT_S),
-        str(VENV_BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
-        "--profile", str(REPO / "profiles" / "slurm"),
-        "--configfile", str(TINY), str(overlay),
-        # test-cluster overrides, as in test_slurm.py
-        "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "2",
-        "--seconds-between-status-checks", "2",
-        "--slurm-keep-successful-logs",
-        "--latency-wait", "5",
-        "--jobs", "4",
-        "--verbose",  # the plugin logs every sbatch command line
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=snakemake_env(),
-                            timeout=RUN_LIMIT_S + 60)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, f"exit {result.returncode}:\n{log[-8000:]}"
+    log = snakemake_through_slurm(workdir, RUN_LIMIT_S, [TINY, overlay],
+                                  "--verbose")  # the plugin logs every sbatch command line
 
     summary = pd.read_csv(workdir / "results" / "evaluation" / "summary.tsv", sep="\t")
     assert list(summary["model"]) == ["teacher", "student_kd", "student_ke"]

@@ -44,8 +44,25 @@ def cpu_has_amx() -> bool:
     check = getattr(torch.cpu, "_is_amx_tile_supported", None)
     if check is not None:
         return bool(check())
+    return _cpuinfo_flag("amx_bf16")
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively: AMX tiles (Intel Xeon since Sapphire Rapids) or
+    AVX512-BF16 dot products (AMD Zen 4 and later, Intel Cooper Lake). Without either, oneDNN
+    emulates bf16 and it is slower than fp32."""
+    if cpu_has_amx():
+        return True
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if check is not None:
+        return bool(check())
+    return _cpuinfo_flag("avx512_bf16")
+
+
+def _cpuinfo_flag(flag: str) -> bool:
     try:
-        return "amx_bf16" in open("/proc/cpuinfo").read().split()
+        return flag in open("/proc/cpuinfo").read().split()
     except OSError:
         return False
 
@@ -65,15 +82,18 @@ def is_small_cnn(model) -> bool:
     return channels is not None and channels <= SMALL_CNN_CHANNELS
 
 
-def resolve_precision(precision: str, device: torch.device, *, amx: bool | None = None,
+def resolve_precision(precision: str, device: torch.device, *, native_bf16: bool | None = None,
                       cuda_bf16: bool | None = None, model=None) -> str:
     """`--precision` for `device`: "fp32" or "bf16". "auto" takes bf16 only where it is faster:
-    CUDA with bf16 support, a CPU with AMX; fp32 elsewhere (on a CPU without AMX bf16 runs, but
-    slower). Given the `model`, "auto" also keeps fp32 for a small CNN (`is_small_cnn`) on an
-    AMX CPU: its inference in fp32 with channels-last (`inference_model`) is as fast as bf16 and
-    exact (AMX Xeon, demo C8 models: fp32 + channels-last 1.88-1.97x our fp32 step, bf16
-    1.28-1.35x, bf16 + channels-last 1.84-1.89x; bench/README.md). `amx` / `cuda_bf16` fake the
-    device's capabilities (None: detect them)."""
+    CUDA with bf16 support, a CPU with native bf16 (AMX or AVX512-BF16, `cpu_has_native_bf16`);
+    fp32 elsewhere (bf16 runs there, emulated and slower). Given the `model`, "auto" keeps fp32
+    for a small CNN (`is_small_cnn`, the demo's models) on such a CPU too: fp32 with
+    channels-last is faster for them, and exact (AMX Xeon, demo C8 models: fp32 + channels-last
+    1.88-1.97x our fp32 step, bf16 1.28-1.35x; Zen 4 EPYC: training 1.32x the reference in fp32 +
+    channels-last, 1.12x in bf16 + channels-last). The paper's models gain from bf16 on both
+    (Zen 4 EPYC, teacher, bf16 + channels-last: training 2.1x and inference 2.4x our fp32;
+    bench/README.md). `native_bf16` / `cuda_bf16` fake the device's capabilities (None: detect
+    them)."""
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if device.type == "cuda" and precision != "fp32" and cuda_bf16 is None:
@@ -85,28 +105,29 @@ def resolve_precision(precision: str, device: torch.device, *, amx: bool | None 
     if device.type == "cuda":
         return "bf16" if cuda_bf16 else "fp32"
     if device.type == "cpu":
-        if not (cpu_has_amx() if amx is None else amx):
+        if not (cpu_has_native_bf16() if native_bf16 is None else native_bf16):
             return "fp32"
         return "fp32" if model is not None and is_small_cnn(model) else "bf16"
     return "fp32"
 
 
 def channels_last_faster(model, device: torch.device, precision: str, *,
-                         amx: bool | None = None) -> bool:
+                         native_bf16: bool | None = None) -> bool:
     """Whether the model runs faster in channels-last memory format. Measured on CPU
-    (bench/README.md): for small CNNs in fp32 (demo C8/C16 models, 2-core AMD EPYC without AMX:
-    1.2-2.1x inference, 1.6-1.8x training; AMX Xeon: 1.9-2.0x inference), not for the paper's
-    C128 teacher in fp32 on the EPYC (0.6-0.7x); and for larger models in bf16 on an AMX CPU
-    (the paper's teacher on the AMX Xeon: bf16 + channels-last 2.86x training and 3.67x
-    inference over our fp32, bf16 alone 1.51x / 0.99x), where oneDNN's AMX kernels want NHWC.
-    CUDA and bf16 without AMX are not chosen: not measured, or no gain. `amx` fakes the CPU's
-    AMX (None: detect it)."""
+    (bench/README.md): for small CNNs in fp32 (demo C8/C16 models, 2-core AMD EPYC: 1.2-2.1x
+    inference, 1.6-1.8x training; AMX Xeon: 1.9-2.0x inference); and for larger models in bf16 on
+    a CPU with native bf16, where oneDNN's bf16 kernels want NHWC (the paper's teacher, bf16 +
+    channels-last over our fp32: AMX Xeon 2.86x training and 3.67x inference, bf16 alone 1.51x /
+    0.99x; Zen 4 EPYC 2.14x / 2.36x, bf16 alone 1.80x / 1.58x). Not chosen: the paper's C128
+    models in fp32 (0.6-0.7x on the EPYC under load on 2026-12-04, 1.13-1.19x idle on
+    2026-12-05: not a clear gain), CUDA (not measured). `native_bf16` fakes the CPU's native
+    bf16 (None: detect it)."""
     if device.type != "cpu":
         return False
     if precision == "fp32":
         return is_small_cnn(model)
-    return precision == "bf16" and (cpu_has_amx() if amx is None else amx) \
-        and not is_small_cnn(model)
+    return precision == "bf16" and (cpu_has_native_bf16() if native_bf16 is None
+                                    else native_bf16) and not is_small_cnn(model)
 
 
 def inference_model(model, device: torch.device, precision: str):
@@ -257,4 +278,5 @@ def add_prediction_arguments(parser) -> None:
 def add_precision_argument(parser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="fp32, bf16 autocast, or auto (default): bf16 where it is faster, "
-                             "on CUDA with bf16 support or a CPU with AMX; fp32 elsewhere")
+                             "on CUDA with bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for the "
+                             "demo's small CNNs there); fp32 elsewhere")

@@ -236,7 +236,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, len(self.tags), preset=config.preset,
                                  **config.model_config()).to(self.device)
-        # "fp32" or "bf16"; auto knows the model (small CNNs stay fp32 on AMX CPUs)
+        # "fp32" or "bf16"; auto knows the model (small CNNs stay fp32 on bf16 CPUs)
         self.precision = select_precision(config.precision, self.device, model=self.model)
         if channels_last_faster(self.model, self.device, self.precision):
             to_channels_last(self.model)  # same weights, NHWC activations: faster small CNNs

@@ -125,7 +125,8 @@ class TrainConfig:
                          config=TOP_LEVEL, identity=False)
     precision: str = option(
         "auto", "fp32, bf16 autocast, or auto (default): bf16 where it is faster, on CUDA with "
-        "bf16 support or a CPU with AMX; fp32 elsewhere", group=OPTIMISATION, choices=PRECISIONS,
+        "bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for small CNNs there); fp32 "
+        "elsewhere", group=OPTIMISATION, choices=PRECISIONS,
         config=TOP_LEVEL, older="fp32")
     threads: int | None = option(None, "CPU threads (default: torch's choice)",
                                  group=OPTIMISATION, config=TRAIN_THREADS, identity=False)
