@@ -174,6 +174,22 @@ def test_mels_handed_over_in_shared_memory_or_through_the_pipe_are_the_songs_own
             assert np.array_equal(shard["mel"][offsets[i]:offsets[i + 1]], expected[name])
 
 
+def test_without_shared_memory_every_mel_goes_through_the_pipe(tmp_path, audio_dir,
+                                                               monkeypatch):
+    """Where the shared mapping is refused (strict overcommit), the run still stores every
+    song, byte-identical to a run with slots."""
+    import mmap
+    rows = [(f"P{i}", name) for i, name in enumerate(sorted(REAL_CLIPS))]
+    tracks = write_tracks(tmp_path / "tracks.tsv", rows)
+    assert preprocess(audio_dir, tracks, tmp_path / "slots.h5", tmp_path / "a.tsv") == 0
+
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    assert preprocess(audio_dir, tracks, tmp_path / "pipe.h5", tmp_path / "b.tsv") == 0
+    assert (tmp_path / "slots.h5").read_bytes() == (tmp_path / "pipe.h5").read_bytes()
+
+
 def test_shard_index_takes_every_nth_row(tmp_path, audio_dir):
     rows = [(f"S{i}", "gtzan_country00000.wav" if i % 2 else "missing.wav") for i in range(7)]
     tracks = write_tracks(tmp_path / "tracks.tsv", rows)

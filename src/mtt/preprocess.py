@@ -156,7 +156,10 @@ class MelSlots:
 
     def __init__(self, count: int):
         self.count = count
-        self.memory = mmap.mmap(-1, count * self.SLOT_BYTES)  # anonymous, MAP_SHARED: forks see it
+        try:  # anonymous and MAP_SHARED: the forked workers see it
+            self.memory = mmap.mmap(-1, count * self.SLOT_BYTES)
+        except OSError:  # e.g. strict overcommit refusing the reservation: every mel by pipe
+            self.memory = None
 
     def _view(self, slot: int, frames: int) -> np.ndarray:
         return np.ndarray((frames, N_MELS), np.float16, buffer=self.memory,
@@ -164,7 +167,8 @@ class MelSlots:
 
     def put(self, slot: int, result: TrackResult) -> TrackResult:
         """In a worker: move the result's mel into `slot` when it fits."""
-        if result.mel is not None and result.mel.nbytes <= self.SLOT_BYTES:
+        if self.memory is not None and result.mel is not None \
+                and result.mel.nbytes <= self.SLOT_BYTES:
             self._view(slot, len(result.mel))[...] = result.mel
             result.in_slot, result.mel = len(result.mel), None
         return result
@@ -176,7 +180,8 @@ class MelSlots:
         return result
 
     def close(self) -> None:
-        self.memory.close()
+        if self.memory is not None:
+            self.memory.close()
 
 
 def _die_with_parent(parent: int) -> None:
