@@ -4,7 +4,7 @@
 training seed the demo teacher (config.yaml's C8/D64, 4 heads, with its recipe: 2 s crops, batch
 16, 32 steps per epoch, EMA 0.99, noise, epoch kept by validation ROC-AUC + PR-AUC, early
 stopping) is trained twice from the same seed, `--precision fp32` and `--precision bf16`
-(explicitly: bf16 autocast runs on any CPU, also one without AMX where `auto` means fp32), the
+(explicitly: bf16 autocast runs on any CPU; `auto` keeps the demo's small CNNs in fp32), the
 two side by side, one thread each. Both kept checkpoints are then scored on the validation split
 by `mtt evaluate --precision fp32` (the same arithmetic for both: the comparison is between the
 trained weights). The baseline is the fp32 run of the same seed.
