@@ -36,6 +36,9 @@ def set_threads(threads: int | None) -> None:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_HELP = ("fp32, bf16 autocast, or auto (default): bf16 where it is faster, on CUDA with "
+                  "bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for the demo's small CNNs "
+                  "there); fp32 elsewhere")
 
 
 @functools.cache
@@ -276,7 +279,4 @@ def add_prediction_arguments(parser) -> None:
 
 
 def add_precision_argument(parser) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="fp32, bf16 autocast, or auto (default): bf16 where it is faster, "
-                             "on CUDA with bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for the "
-                             "demo's small CNNs there); fp32 elsewhere")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)

@@ -234,8 +234,7 @@ def process_track(task: tuple[str, float]) -> TrackResult:
 
 def _process_track_into(task: tuple[str, float], slot: int) -> TrackResult:
     """`process_track` in a pool worker, its mel handed over in shared memory slot `slot`."""
-    result = process_track(task)
-    return _slots.put(slot, result) if _slots is not None else result
+    return _slots.put(slot, process_track(task))
 
 
 def _results(tasks: list, workers: int):

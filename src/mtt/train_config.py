@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field, fields
 
 from .noise import NOISE_KINDS, parse_noise_kinds
-from .predict import PRECISIONS
+from .predict import PRECISION_HELP, PRECISIONS
 from .tag_trust import MODES as TAG_TRUST_MODES
 
 # --select-by: the validation score that picks the kept epoch and counts the patience
@@ -123,11 +123,8 @@ class TrainConfig:
         identity=False)
     device: str = option("auto", "auto, cpu, cuda or cuda:N", group=OPTIMISATION,
                          config=TOP_LEVEL, identity=False)
-    precision: str = option(
-        "auto", "fp32, bf16 autocast, or auto (default): bf16 where it is faster, on CUDA with "
-        "bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for small CNNs there); fp32 "
-        "elsewhere", group=OPTIMISATION, choices=PRECISIONS,
-        config=TOP_LEVEL, older="fp32")
+    precision: str = option("auto", PRECISION_HELP, group=OPTIMISATION, choices=PRECISIONS,
+                            config=TOP_LEVEL, older="fp32")
     threads: int | None = option(None, "CPU threads (default: torch's choice)",
                                  group=OPTIMISATION, config=TRAIN_THREADS, identity=False)
     # ---- noisy student (with --pseudo-labels)
