@@ -102,8 +102,8 @@ def test_default_demo_trains_every_model_to_early_stopping_by_the_same_rule(tmp_
     """Teacher, KD and KE: the same epoch limit, patience and kept-epoch rule."""
     result = snakemake("-n", "-p", "--cores", "2", workdir=tmp_path)
     assert result.stdout.count("--max-epochs 80 --patience 8 --select-by valid_auc") == 3
-    assert "--songs 3000 --seconds 5" in result.stdout
-    assert "--fractions 0.125 0.25 0.625" in result.stdout
+    assert "--songs 6000 --seconds 5" in result.stdout
+    assert "--fractions 0.0625 0.25 0.6875" in result.stdout
 
 
 @pytest.mark.slow
