@@ -7,6 +7,7 @@ batch, so the host never waits for a batch. The forward runs without autograd, i
 chosen by `--precision` (see `resolve_precision`), on batches sized for the device
 (`default_batch_size`).
 """
+import argparse
 import contextlib
 import copy
 import functools
@@ -317,12 +318,22 @@ def add_prediction_arguments(parser) -> None:
                       help="evenly spaced chunks per song, predictions averaged (default 8)")
     mode.add_argument("--whole-song", action="store_true",
                       help="one pass over the whole song (transformer only)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"model inputs per forward pass (default {CPU_BATCH} on the CPU, "
-                        f"{CUDA_BATCH} on CUDA)")
+    parser.add_argument("--batch-size", type=batch_size_argument, default=None,
+                        help=f"model inputs per forward pass, or auto (the default: {CPU_BATCH} "
+                        f"on the CPU, {CUDA_BATCH} on CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     add_precision_argument(parser)
+
+
+def batch_size_argument(text: str) -> int | None:
+    """--batch-size: a positive count, or auto (None: `default_batch_size`)."""
+    if text == "auto":
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 or auto, not {text}")
+    return value
 
 
 def add_precision_argument(parser) -> None:

@@ -471,7 +471,12 @@ class Trainer:
         if self.world > 1:  # rank 0's weights and buffers (batch-norm statistics and their
             # moving average are each rank's own between DDP's broadcasts)
             for tensor in model.state_dict().values():
-                dist.broadcast(tensor, src=0)
+                if tensor.device == self.device:
+                    dist.broadcast(tensor, src=0)
+                else:  # e.g. the moving average's CPU counter: NCCL sends device tensors
+                    on_device = tensor.to(self.device)
+                    dist.broadcast(on_device, src=0)
+                    tensor.copy_(on_device)
         share = validation_share(len(self.valid_ids), self.rank, self.world)
         batch_size = (max(self.config.batch_size, chunks) if self.device.type == "cpu"
                       else default_batch_size(self.device))
