@@ -123,7 +123,8 @@ def main():
         raise SystemExit(f"gpu_train: {err}") from None
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     raw, split, mels = args.work / "raw", args.work / "split", args.work / "mels"
-    check(mtt(["demo-data", "--out", str(raw), "--size", "small", "--seed", "0"]), "demo-data")
+    size = ["--songs", "120", "--seconds", "4"] if args.quick else ["--size", "small"]
+    check(mtt(["demo-data", "--out", str(raw), *size, "--seed", "0"]), "demo-data")
     check(mtt(["split", "--format", "msd", "--track-metadata", str(raw / "track_metadata.db"),
                "--lastfm-tags", str(raw / "lastfm_tags.db"), "--tag-list", str(raw / "tags.txt"),
                "--out", str(split)]), "split")
