@@ -133,6 +133,18 @@ def test_inference_batches_are_sized_for_the_device():
     assert default_batch_size(torch.device("cuda")) >= 256
 
 
+def test_batch_size_auto_is_the_devices_and_equals_an_explicit_64_on_the_cpu(toy, checkpoint,
+                                                                            tmp_path, capsys):
+    assert evaluate(toy, checkpoint, tmp_path / "auto", "--batch-size", "auto") == 0
+    assert evaluate(toy, checkpoint, tmp_path / "64", "--batch-size", "64") == 0
+    with h5py.File(tmp_path / "auto" / "predictions.h5") as a, \
+            h5py.File(tmp_path / "64" / "predictions.h5") as b:
+        np.testing.assert_array_equal(a["probs"][:], b["probs"][:])
+    with pytest.raises(SystemExit):
+        evaluate(toy, checkpoint, tmp_path / "zero", "--batch-size", "0")
+    assert "at least 1 or auto" in capsys.readouterr().err
+
+
 def test_whole_song_mode_writes_metrics(toy, checkpoint, tmp_path):
     assert evaluate(toy, checkpoint, tmp_path, "--whole-song") == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
