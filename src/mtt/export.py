@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import input_file, output_file, positive_int
 from .api import features
 from .checkpoint import load_checkpoint
 from .frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, LogMel
@@ -21,9 +22,9 @@ OPSET = 18
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="an mtt or published-layout checkpoint")
-    parser.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--checkpoint", required=True, type=input_file, help="an mtt or published-layout checkpoint")
+    parser.add_argument("--onnx", required=True, metavar="FILE", type=output_file, help="the ONNX file to write")
+    parser.add_argument("--opset", type=positive_int, default=OPSET, help=f"ONNX opset (default {OPSET})")
 
 
 class WaveformTagger(nn.Module):
