@@ -94,4 +94,10 @@ def read_predictions(path: Path) -> dict:
     if probs.shape != labels.shape or probs.ndim != 2 or len(tracks) != len(probs):
         raise ValueError(f"{path}: track_id, probs {probs.shape} and labels {labels.shape} "
                          "disagree")
+    if probs.dtype.kind != "f" or not np.isfinite(probs).all() or \
+            (probs.size and (probs.min() < 0 or probs.max() > 1)):
+        raise ValueError(f"{path}: probs must be finite probabilities in [0, 1] (some are NaN, "
+                         "infinite or out of range)")
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{path}: labels must be 0 or 1")
     return {"path": path, "tracks": tracks, "probs": probs, "labels": labels}
