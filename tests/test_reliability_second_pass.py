@@ -76,13 +76,16 @@ CLAIMS = ["width 2048, 12 layers", "a million layers", "conv channels 60000",
 
 
 def _peak_rss_mb(args, limit_bytes):
-    """`mtt ARGS` in a child under RLIMIT_AS: (exit code, stderr, the child's own peak RSS in MB)."""
+    """`mtt ARGS` in a child under RLIMIT_AS: (exit code, stderr, the child's own peak RSS in
+    MB)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     code = ("import resource, runpy, sys; "
             f"resource.setrlimit(resource.RLIMIT_AS, ({limit_bytes}, {limit_bytes})); "
             "sys.argv = ['mtt'] + sys.argv[1:]; "
             "from mtt.cli import main; rc = main(); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr); "
+            # VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve (from pytest here)
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+            "print(int(hwm.split()[1]) // 1024, file=sys.stderr); "
             "sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                             text=True, env=env, timeout=300)

@@ -19,7 +19,7 @@ def _number(kind, text, low, low_inclusive):
     if kind is float and not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text} is not a finite number")
     if value < low or (value == low and not low_inclusive):
-        raise argparse.ArgumentTypeError(f"{text} must be {'at least' if low_inclusive else 'above'} {low}")
+        raise argparse.ArgumentTypeError(f"{text} must be {'at least' if low_inclusive else 'above'} {low:g}")
     return value
 
 
