@@ -2,8 +2,11 @@
 unquoted, and no config edit leaves stale results. Both through real Snakemake runs of the first
 stages (demo data, split, mel shards) on a small demo."""
 import json
+import shutil
 
+import numpy as np
 import pytest
+import soundfile
 import yaml
 
 from conftest import TINY, planned_jobs, snakemake
@@ -99,3 +102,71 @@ def test_every_key_replans_its_stage_and_what_follows(finished_run, section, key
         changed.unlink()
     planned = planned_jobs(result.stdout)
     assert set(planned) == rules, (key, planned, result.stdout[-3000:])
+
+
+# The keys that name files or folders, on a catalogue of one's own (format tsv): a new value
+# replans the stage that reads it. audio_root was a param reading `input` too.
+def _own_catalogue(root):
+    audio = root / "audio"
+    audio.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["track_id\tartist_id\tpath\ttags"]
+    for i in range(48):
+        artist = i // 2
+        soundfile.write(audio / f"t{i}.wav", rng.normal(0, 0.1, 22050).astype(np.float32), 22050)
+        tags = ";".join(["a" if artist % 2 else "b", "c"] if i < 40 else [])
+        lines.append(f"t{i}\tA{artist}\tt{i}.wav\t{tags}")
+    (root / "catalogue.tsv").write_text("\n".join(lines) + "\n")
+    return {"format": "tsv", "audio_root": str(audio), "metadata": str(root / "catalogue.tsv")}
+
+
+@pytest.fixture(scope="module")
+def own_catalogue_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("own")
+    config = {"dataset": _own_catalogue(workdir / "data"), "split": SMALL_DEMO["split"],
+              "preprocess": SMALL_DEMO["preprocess"], "results": "results"}
+    configfile = workdir / "own.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "--configfile", TINY, configfile, *FIRST_STAGES, workdir=workdir)
+    return workdir, config, configfile
+
+
+def _other_audio_root(workdir, config):
+    other = workdir / "data" / "audio copy"
+    if not other.exists():
+        shutil.copytree(config["dataset"]["audio_root"], other)
+    return str(other)
+
+
+def _other_metadata(workdir, config):
+    other = workdir / "data" / "catalogue copy.tsv"
+    shutil.copy(config["dataset"]["metadata"], other)
+    return str(other)
+
+
+def _a_tag_list(workdir, config):
+    path = workdir / "data" / "tags.txt"
+    path.write_text("a\nb\n")
+    return str(path)
+
+
+FILE_CHANGES = [
+    ("audio_root", _other_audio_root, {"preprocess_mel"}),
+    ("metadata", _other_metadata, SPLIT),
+    ("tag_list", _a_tag_list, SPLIT),
+    ("top_tags", lambda workdir, config: 2, SPLIT),
+]
+
+
+@pytest.mark.parametrize("key, value, rules", FILE_CHANGES, ids=[c[0] for c in FILE_CHANGES])
+def test_every_file_key_of_an_own_catalogue_replans_its_stage(own_catalogue_run, key, value,
+                                                               rules):
+    workdir, config, configfile = own_catalogue_run
+    nothing = snakemake("-n", "--configfile", TINY, configfile, *FIRST_STAGES, workdir=workdir)
+    assert planned_jobs(nothing.stdout) == {}, nothing.stdout[-2000:]
+    changed = workdir / "changed.yaml"
+    changed.write_text(yaml.safe_dump({"dataset": {**config["dataset"],
+                                                   key: value(workdir, config)}}))
+    result = snakemake("-n", "--configfile", TINY, configfile, changed, *FIRST_STAGES,
+                       workdir=workdir)
+    assert set(planned_jobs(result.stdout)) == rules, (key, result.stdout[-3000:])
