@@ -512,3 +512,43 @@ def test_mtt_tag_keeps_its_results_when_out_cannot_be_written_at_the_end(
     fallback = Path(line.rsplit("the results are in ", 1)[1])
     assert str(CLIP) in fallback.read_text()
     fallback.unlink()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "pseudo-label"])
+def test_an_output_that_fails_at_the_end_is_kept_where_it_can_be_found(
+        toy, tmp_path, checkpoint, capsys, monkeypatch, command):
+    """While the command works, the folder its output goes to is replaced by a file: what it
+    computed is written to the temporary folder, and one line says why and where (exit 2)."""
+    import shutil
+
+    import mtt.evaluate
+    import mtt.pseudo_label
+    module = mtt.evaluate if command == "evaluate" else mtt.pseudo_label
+    folder = tmp_path / "out"
+    folder.mkdir()
+    real = module.predict_songs
+
+    def predict_then_block_the_folder(*args, **kwargs):
+        shutil.rmtree(folder)
+        folder.write_text("in the way")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, "predict_songs", predict_then_block_the_folder)
+    if command == "evaluate":
+        out = folder / "eval"
+        args = ["evaluate", "--checkpoint", str(checkpoint), "--tracks", str(toy / "test.tsv"),
+                "--tags", str(toy / "tags.txt"), "--mels", str(toy / "labeled.h5"),
+                "--bootstrap", "0", "--out", str(out), "--device", "cpu"]
+    else:
+        out = folder / "labels.h5"
+        args = ["pseudo-label", "--checkpoint", str(checkpoint), "--mels",
+                str(toy / "unlabeled.h5"), "--out", str(out), "--device", "cpu"]
+    assert main(args) == 2
+    line = one_error_line(capsys.readouterr().err, f"cannot write {out}")
+    kept = Path(line.rsplit(" in ", 1)[1])
+    if command == "evaluate":
+        assert json.loads((kept / "metrics.json").read_text())["n_songs"] == 8
+        shutil.rmtree(kept)
+    else:
+        ids, probs = read_pseudo_labels([kept], TOY_TAGS)
+        assert len(ids) == 4 and probs.shape == (4, 4)
+        kept.unlink()

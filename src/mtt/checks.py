@@ -1,11 +1,13 @@
 """Checks the commands share, made before any work (issue 33): argument types for numbers and
-output paths, and the refusal of non-finite predictions naming the file at fault.
+output paths, and the refusal of non-finite predictions naming the file at fault; and, for an
+output that fails only at the end, `keep_output`, which keeps what was computed.
 
 The argument types raise `argparse.ArgumentTypeError`, so argparse prints one line
 (`mtt CMD: error: argument --out: ...`) and exits 2 before the command starts.
 """
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,27 @@ def refuse_non_finite(probs, track_ids, store, checkpoint, what="predictions") -
                              "nothing written")
     raise ValueError(f"{checkpoint}: the model's outputs are not finite for {len(bad_rows)} "
                      f"songs (e.g. {track_ids[bad_rows[0]]!r}); nothing written")
+
+
+def keep_output(write, path, command: str, folder: bool = False):
+    """`write(path)`; None when that worked. When it fails at the end of a run (the folder went
+    away, the disk is full), what was computed is written to a new file (or folder) in the
+    temporary folder instead: (that path, why `path` failed). OSError when neither worked."""
+    try:
+        write(path)
+        return None
+    except OSError as err:
+        reason = err.strerror or str(err)
+    stem = Path(path).stem or "output"
+    if folder:
+        fallback = Path(tempfile.mkdtemp(prefix=f"mtt-{command}-{stem}-"))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f"mtt-{command}-{stem}-", suffix=Path(path).suffix)
+        os.close(fd)
+        fallback = Path(name)
+    try:
+        write(fallback)
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {reason}; nor {fallback}: "
+                      f"{err.strerror or err}") from None
+    return fallback, reason

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checks import nonnegative_int, output_folder, refuse_non_finite
+from .checks import keep_output, nonnegative_int, output_folder, refuse_non_finite
 from .checkpoint import load_checkpoint
 from .data import keep_stored
 from .formats.evaluation import write_evaluation
@@ -27,14 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mels", required=True, nargs="+", type=Path, help="mel shards")
     parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     parser.add_argument("--bootstrap", type=nonnegative_int, default=1000, help="bootstrap resamples (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed")
     add_prediction_arguments(parser)
 
 
 def run(args) -> int:
     try:
         report = evaluate(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, OSError, KeyError) as err:
         print(f"mtt evaluate: error: {err}", file=sys.stderr)
         return 2
     print(f"{args.out}: {report['n_songs']} songs, roc_auc={report['roc_auc']['macro']:.4f} "
@@ -82,5 +82,8 @@ def evaluate(args) -> dict:
     report["tracks"] = str(args.tracks)
     report["prediction"] = "whole song" if args.whole_song else f"mean of {args.chunks} chunks"
     report["precision"] = precision
-    write_evaluation(args.out, report, track_ids, probs, labels, tags)
+    kept = keep_output(lambda out: write_evaluation(Path(out), report, track_ids, probs, labels,
+                                                    tags), args.out, "evaluate", folder=True)
+    if kept is not None:  # the work is done: keep it where it can be found
+        raise ValueError(f"cannot write {args.out}: {kept[1]}; the evaluation is in {kept[0]}")
     return report

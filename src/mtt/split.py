@@ -45,7 +45,7 @@ def add_arguments(parser):
     parser.add_argument("--fractions", type=nonnegative_float, nargs=3, default=[0.7, 0.15, 0.15],
                         metavar=("TRAIN", "VALID", "TEST"),
                         help="shares of labeled tracks (default 0.7 0.15 0.15)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--exclude-artists", choices=["all", "train"], default="all",
                         help="unlabeled tracks by artists of these labeled sets go to `none` "
                         "(default all: the student set shares no artist with any labeled set)")

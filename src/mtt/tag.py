@@ -9,15 +9,13 @@ A file that cannot be tagged is reported on stderr (one line) and the others are
 (exit status 1).
 """
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .checks import input_file, output_file, positive_float, positive_int
+from .checks import input_file, keep_output, output_file, positive_float, positive_int
 from .api import PRECISION_CHOICES, Tagger, chunk_starts  # noqa: F401  (chunk_starts: part of this module's interface)
 
 AUDIO_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".aif", ".aiff", ".au"}
@@ -107,22 +105,16 @@ def run(args) -> int:
 
 
 def keep_written(path, write) -> bool:
-    """`write(path)`; when that fails at the end of a run (the folder went away, the disk is
-    full), what was computed is written to a new file in the temporary folder instead, and one
-    line says why and where. False when `path` could not be written."""
+    """`write(path)`, or what was computed in a temporary file when that fails at the end
+    (`mtt.checks.keep_output`), with one line saying why and where; False when `path` failed."""
     try:
-        write(path)
-        return True
+        kept = keep_output(write, path, "tag")
     except OSError as err:
-        reason = err.strerror or str(err)
-    fd, fallback = tempfile.mkstemp(prefix=f"mtt-tag-{Path(path).stem}-", suffix=Path(path).suffix)
-    os.close(fd)
-    try:
-        write(fallback)
-    except OSError as err:
-        print(f"mtt tag: error: cannot write {path}: {reason}; nor {fallback}: "
-              f"{err.strerror or err}", file=sys.stderr)
+        print(f"mtt tag: error: {err}", file=sys.stderr)
         return False
+    if kept is None:
+        return True
+    fallback, reason = kept
     print(f"mtt tag: error: cannot write {path}: {reason}; the results are in {fallback}",
           file=sys.stderr)
     return False
