@@ -57,4 +57,3 @@ def pseudo_label(args) -> int:
         raise ValueError(f"cannot write {args.out}: {kept[1]}; the pseudo-labels are in "
                          f"{kept[0]}")
     return len(track_ids)
-
