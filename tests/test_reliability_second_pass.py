@@ -364,6 +364,20 @@ def test_mtt_evaluate_names_the_shard_instead_of_input_contains_nan(toy, tmp_pat
     assert "Input contains NaN" not in line
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_mtt_train_names_the_shard_instead_of_input_contains_nan(tmp_path, capsys, workers):
+    """A NaN mel (which no shard we write holds) is refused where it is read, naming the shard
+    and the track, in one line also from a data-loader worker (was: sklearn's "Input contains
+    NaN." at the first validation)."""
+    toy = make_toy(tmp_path / "toy", n_train=8, n_valid=8, n_test=0, n_unlabeled=0)
+    with h5py.File(toy / "labeled.h5", "r+") as f:
+        f["mel"][0:200] = np.nan
+    code = main(train_args(toy, tmp_path / "run", "--max-epochs", "1", "--workers", workers))
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err, toy / "labeled.h5", "NaN or infinite")
+    assert "Input contains NaN" not in line
+
+
 BAD_LABELS = {
     "above 1": (["a", "b"], np.array([[0.5, 1.5, 0, 0], [0, 0, 0, 0]]), "range from 0 to 1.5"),
     "below 0": (["a", "b"], np.array([[0.5, -0.1, 0, 0], [0, 0, 0, 0]]), r"range from -0\.(1|0999)"),
