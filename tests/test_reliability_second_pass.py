@@ -317,7 +317,7 @@ def test_a_two_artist_catalogue_is_refused_naming_the_empty_sets(tmp_path, capsy
     out = tmp_path / "split"
     assert main(["split", "--format", "tsv", "--metadata", str(catalogue), "--out", str(out),
                  "--fractions", "0.5", "0.25", "0.25"]) == 2
-    line = one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err, catalogue)
     assert "no test" in line or "no valid" in line, line
     assert not out.exists()
 
@@ -330,7 +330,7 @@ def test_a_tag_without_a_positive_in_train_is_refused_naming_it(tmp_path, capsys
     out = tmp_path / "split"
     assert main(["split", "--format", "tsv", "--metadata", str(catalogue), "--out", str(out),
                  "--fractions", "0.2", "0.4", "0.4"]) == 2
-    line = one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err, catalogue)
     assert "no positive song in train: rare" in line, line
     assert not out.exists()
 

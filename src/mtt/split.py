@@ -107,7 +107,12 @@ def run(args) -> int:
             if min_positives:
                 settings.update(min_positives=min_positives, dropped_tags=dropped)
         labels_known = not (args.published and not args.format)
-        check_usable(table, set_of_track, labels_known)
+        source = (getattr(args, "official_split", None) or args.published or args.metadata
+                  or args.track_metadata or args.lastfm_tags)
+        try:
+            check_usable(table, set_of_track, labels_known)
+        except ValueError as error:  # name the catalogue the split was made from
+            raise ValueError(f"{source}: {error}" if source else str(error)) from None
     except (DatasetError, ValueError, OSError) as error:
         print(f"mtt split: error: {error}", file=sys.stderr)
         return 2
