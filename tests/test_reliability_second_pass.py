@@ -220,6 +220,35 @@ def test_split_ids_claiming_more_than_the_file_holds_are_refused(tmp_path, capsy
     assert not (tmp_path / "s").exists()
 
 
+def _wav(path, channels, rate, frames):
+    """A 16-bit PCM WAV written by hand: any sample rate and channel count its header claims."""
+    import struct
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+    data = np.random.default_rng(0).integers(-3000, 3000, frames * channels, np.int16).tobytes()
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+            + struct.pack("<I", len(data)) + data)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def test_an_audio_header_claiming_a_tiny_rate_is_refused_and_many_channels_stay_bounded(
+        tmp_path, checkpoint, capsys):
+    """A 1 Hz WAV of 200 KB would resample to 2.2 billion samples (8.8 GB): refused, one line.
+    A 1,024-channel WAV is decoded in blocks of at most 2^19 samples of all channels (was
+    2^18 frames x 1,024 channels, 1 GB)."""
+    from mtt.audio import AudioError, load_audio, stream_audio
+    slow = _wav(tmp_path / "one_hz.wav", 1, 1, 100_000)
+    for read in (load_audio, lambda p: list(stream_audio(p))):
+        with pytest.raises(AudioError, match="sample rate 1 Hz") as error:
+            read(slow)
+        assert str(error.value).startswith(str(slow))
+    assert main(["tag", str(slow), "--checkpoint", str(checkpoint)]) == 1
+    one_error_line(capsys.readouterr().err, slow, "sample rate 1 Hz")
+    wide = _wav(tmp_path / "wide.wav", 1024, 22050, 2048)
+    blocks = list(stream_audio(wide))
+    assert sum(len(b) for b in blocks) == 2048 and max(len(b) for b in blocks) <= 512
+
+
 # ------------------------------------------------------------ class 4: HDF5 indirection
 
 def _write_kind(path, kind, tmp_path, indirection):
