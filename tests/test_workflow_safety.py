@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import yaml
 
-from conftest import TINY, planned_jobs, snakemake
+from conftest import REPO, TINY, VENV_BIN, planned_jobs, snakemake, snakemake_env
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +58,31 @@ def test_every_value_reaches_the_command_as_one_argument(finished_run):
     for split in ("train", "valid", "test", "student"):
         assert (results / "mels" / split / "1-of-1.h5").is_file()
     assert (results / "logs" / "build_splits" / "log.log").is_file()
+
+
+def test_a_project_folder_with_shell_characters_runs_as_is(tmp_path):
+    """The workflow itself in a folder named with a space, quotes, `$(...)` and `;`: the
+    PYTHONPATH that `shell.prefix` exports is one quoted word, so the jobs run (before, the
+    folder's name was split and `$(...)` ran)."""
+    import subprocess
+    project = tmp_path / "my project $(touch INJECTED_P) 'q'; touch INJECTED_Q"
+    project.mkdir()
+    shutil.copy(REPO / "Snakefile", project / "Snakefile")
+    shutil.copy(REPO / "config.yaml", project / "config.yaml")
+    for folder in ("workflow", "envs", "src"):
+        shutil.copytree(REPO / folder, project / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = workdir / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL_DEMO))
+    result = subprocess.run(
+        [str(VENV_BIN / "snakemake"), "-s", str(project / "Snakefile"), "--directory",
+         str(workdir), "--cores", "2", "--configfile", str(TINY), str(config), "--until",
+         "build_splits"], capture_output=True, text=True, env=snakemake_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "results" / "split" / "report.json").is_file()
+    assert not list(tmp_path.rglob("INJECTED_*")) and not list(workdir.rglob("INJECTED_*"))
 
 
 # Each key of the dataset, split and preprocess sections that applies to the demo, a new value
