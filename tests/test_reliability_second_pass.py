@@ -452,7 +452,7 @@ def _bad_arguments(tmp, toy, checkpoint):
     a_file = tmp / "a_file"
     if tmp.is_dir():
         a_file.write_text("")
-    missing = tmp / "missing" / "dir"
+    missing = a_file / "dir"  # a folder that cannot be made: a file is in the way
     tag = ["tag", str(CLIP), "--checkpoint", str(checkpoint)]
     evaluate = ["evaluate", "--checkpoint", str(checkpoint), "--tracks", str(toy / "test.tsv"),
                 "--tags", str(toy / "tags.txt"), "--mels", str(toy / "labeled.h5"),
@@ -462,9 +462,9 @@ def _bad_arguments(tmp, toy, checkpoint):
     summarize = ["summarize", "--metrics", str(tmp / "m.json")]
     split = ["split", "--format", "tsv", "--metadata", str(tmp / "cat.tsv")]
     return {
-        "tag --out in a missing folder": (tag + ["--out", f"{missing}/x.txt"], "--out", missing),
+        "tag --out below a file": (tag + ["--out", f"{missing}/x.txt"], "--out", missing),
         "tag --out a folder": (tag + ["--out", str(tmp)], "--out", "is a folder"),
-        "tag --embeddings in a missing folder": (tag + ["--embeddings", f"{missing}/e.npy"],
+        "tag --embeddings below a file": (tag + ["--embeddings", f"{missing}/e.npy"],
                                                  "--embeddings", missing),
         "tag --chunk-seconds -5": (tag + ["--chunk-seconds", "-5"], "--chunk-seconds", "-5"),
         "tag --chunk-seconds 0": (tag + ["--chunk-seconds", "0"], "--chunk-seconds", "above 0"),
@@ -488,7 +488,7 @@ def _bad_arguments(tmp, toy, checkpoint):
                                "at least 0"),
         "split --seed -1": (split + ["--out", str(tmp / "s"), "--seed", "-1"], "--seed",
                             "at least 0"),
-        "pseudo-label --out in a missing folder": (pseudo + ["--out", f"{missing}/p.h5"], "--out",
+        "pseudo-label --out below a file": (pseudo + ["--out", f"{missing}/p.h5"], "--out",
                                                    missing),
         "split --out an existing file": (split + ["--out", str(a_file)], "--out", a_file),
         "split --top-tags 0": (split + ["--out", str(tmp / "s"), "--top-tags", "0"],
@@ -498,7 +498,7 @@ def _bad_arguments(tmp, toy, checkpoint):
         "split --search-iterations -1": (split + ["--out", str(tmp / "s"),
                                                   "--search-iterations", "-1"],
                                          "--search-iterations", "at least 0"),
-        "summarize --out in a missing folder": (summarize + ["--out", f"{missing}/s.tsv"], "--out",
+        "summarize --out below a file": (summarize + ["--out", f"{missing}/s.tsv"], "--out",
                                                 missing),
         "summarize --html a folder": (summarize + ["--out", str(tmp / "s.tsv"), "--html", str(tmp)],
                                       "--html", "is a folder"),
@@ -507,7 +507,7 @@ def _bad_arguments(tmp, toy, checkpoint):
         "plots --out-dir an existing file": (["plots", "--per-tag", "x", "--predictions", "x",
                                               "--histories", "x", "--split-dir", str(tmp),
                                               "--out-dir", str(a_file)], "--out-dir", a_file),
-        "export --onnx in a missing folder": (["export", "--checkpoint", str(checkpoint), "--onnx",
+        "export --onnx below a file": (["export", "--checkpoint", str(checkpoint), "--onnx",
                                                f"{missing}/m.onnx"], "--onnx", missing),
         "export --opset 0": (["export", "--checkpoint", str(checkpoint), "--onnx",
                               str(tmp / "m.onnx"), "--opset", "0"], "--opset", "at least 1"),
@@ -538,10 +538,19 @@ def test_a_bad_argument_is_one_line_before_any_work(toy, tmp_path, checkpoint, c
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_an_output_in_a_folder_that_can_be_made_is_written(tmp_path, checkpoint):
+    """A missing folder that can be made is not a refusal: the commands make it."""
+    out = tmp_path / "new" / "folder" / "tags.json"
+    embeddings = tmp_path / "other" / "e.npy"
+    assert main(["tag", str(CLIP), "--checkpoint", str(checkpoint), "--format", "json",
+                 "--out", str(out), "--embeddings", str(embeddings)]) == 0
+    assert str(CLIP) in json.loads(out.read_text()) and np.load(embeddings).shape[0] == 1
+
+
 def test_mtt_tag_keeps_its_results_when_out_cannot_be_written_at_the_end(
         tmp_path, checkpoint, capsys, monkeypatch):
-    """The folder of --out goes away while tagging: the results are written to a temporary
-    file, and one line says why and where; exit 1."""
+    """The folder of --out is replaced by a file while tagging: the results are written to a
+    temporary file, and one line says why and where; exit 1."""
     import shutil
 
     import mtt.tag as tag
@@ -551,6 +560,7 @@ def test_mtt_tag_keeps_its_results_when_out_cannot_be_written_at_the_end(
 
     def format_then_lose_the_folder(*args, **kwargs):
         shutil.rmtree(folder)
+        folder.write_text("in the way")
         return real(*args, **kwargs)
     monkeypatch.setattr(tag, "format_results", format_then_lose_the_folder)
     assert main(["tag", str(CLIP), "--checkpoint", str(checkpoint),

@@ -49,15 +49,16 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def output_file(text) -> Path:
-    """A file to write: not a folder, in an existing folder this user may write to."""
+    """A file to write: not a folder; its folder exists or can be made (the nearest existing
+    folder on its path is writable: the commands make the folders they write into)."""
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path}: is a folder, not a file to write")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{path}: its folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{path}: its folder {parent} is not writable")
+    existing = _nearest_existing(path.parent if str(path.parent) else Path("."))
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{path}: {existing} is not writable")
     return path
 
 

@@ -8,6 +8,7 @@ The tag names are stored in the model's metadata (`tags`, JSON).
 """
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ def export_onnx(checkpoint, path, opset=OPSET):
     model, info = load_checkpoint(checkpoint)
     wrapper = WaveformTagger(model).eval()
     example = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 22050 * 5)).astype(np.float32))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(wrapper, (example,), str(path), input_names=["waveform"],
                           output_names=["probabilities", "embedding"], opset_version=opset,

@@ -96,12 +96,21 @@ def run(args) -> int:
         print(f"mtt tag: error: {' '.join(str(err).split())}", file=sys.stderr)
     failed = False
     if args.out:
-        failed |= not keep_written(args.out, lambda path: Path(path).write_text(text, encoding="utf-8"))
+        failed |= not keep_written(args.out, lambda path: made_parent(path).write_text(
+            text, encoding="utf-8"))
     else:
         sys.stdout.write(text)
     if args.embeddings:
-        failed |= not keep_written(args.embeddings, lambda path: write_embeddings(path, embedded))
+        failed |= not keep_written(args.embeddings,
+                                   lambda path: write_embeddings(made_parent(path), embedded))
     return 1 if errors or failed else 0
+
+
+def made_parent(path) -> Path:
+    """`path`, its folder made if missing (as every mtt command does for its outputs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def keep_written(path, write) -> bool:
