@@ -195,3 +195,12 @@ def test_every_file_key_of_an_own_catalogue_replans_its_stage(own_catalogue_run,
     result = snakemake("-n", "--configfile", TINY, configfile, changed, *FIRST_STAGES,
                        workdir=workdir)
     assert set(planned_jobs(result.stdout)) == rules, (key, result.stdout[-3000:])
+
+
+def test_a_results_folder_with_braces_fails_the_dry_run_with_one_line(tmp_path):
+    """Braces would be read as Snakemake wildcards: refused at plan time, naming the key."""
+    config = tmp_path / "braces.yaml"
+    config.write_text(yaml.safe_dump({**SMALL_DEMO, "results": "r{x}"}))
+    result = snakemake("-n", "--configfile", TINY, config, workdir=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "Invalid configuration at results: 'r{x}': braces" in result.stdout + result.stderr
