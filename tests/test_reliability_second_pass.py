@@ -249,6 +249,22 @@ def test_an_audio_header_claiming_a_tiny_rate_is_refused_and_many_channels_stay_
     assert sum(len(b) for b in blocks) == 2048 and max(len(b) for b in blocks) <= 512
 
 
+def test_an_mtat_official_split_file_claiming_more_than_it_holds_is_refused(tmp_path):
+    from mtt.datasets import DatasetError
+    from mtt.datasets.mtat import OFFICIAL_FILES, read_official_split
+    for file in OFFICIAL_FILES.values():
+        np.save(tmp_path / file, np.array(["0\tf/a.mp3"]) if file == "train.npy" else
+                np.array([f"1\tf/{file}.mp3"]))
+    path = tmp_path / "test.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.dtype("<U30").str, "fortran_order": False, "shape": (10 ** 9,)})
+        f.write(np.array(["1\tf/x.mp3"], dtype="<U30").tobytes())
+    with pytest.raises(DatasetError, match="declares") as error:
+        read_official_split(tmp_path)
+    assert str(error.value).startswith(str(path))
+
+
 # ------------------------------------------------------------ class 4: HDF5 indirection
 
 def _write_kind(path, kind, tmp_path, indirection):

@@ -9,7 +9,6 @@ default, or train only with `--exclude-artists train`); every other unlabeled tr
   tags.txt                             the vocabulary, model output order
   report.json                          sizes, per-tag positive rates, MAD from the whole
 """
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -18,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from mtt.checks import nonnegative_float, nonnegative_int, output_folder, positive_int
-from mtt.datasets import FORMATS, DatasetError, TrackTable, join_tags, load_tracks
+from mtt.datasets import (FORMATS, DatasetError, TrackTable, check_npy_size, join_tags,
+                          load_tracks, read_npy_header)
 from mtt.formats.split_folder import LABELED_SETS, SETS, read_tag_list, write_split_folder
 from mtt.stratify import positive_rate_mad, stratified_split
 from mtt.tags import MSD_TOP50
@@ -209,40 +209,14 @@ class _IdArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it would load {module}.{name}")
 
 
-def _check_npy_size(path, f, shape, dtype, ndim=None, expected=None):
-    """A .npy header's claims against the file, before anything is allocated: the number of
-    dimensions (or the whole shape) expected, and as many bytes after the header as the shape
-    declares (an object array: at least one byte per element)."""
-    if ndim is not None and len(shape) != ndim:
-        raise DatasetError(path, f"expected a {ndim}-D array, its header declares shape {shape}")
-    if expected is not None and tuple(shape) != tuple(expected):
-        raise DatasetError(path, f"shape {tuple(shape)} does not match {expected[0]} IDs x "
-                                 f"{expected[1]} tags")
-    count = 1
-    for n in shape:
-        count *= int(n)
-    declared = count if dtype.hasobject else count * dtype.itemsize
-    stored = os.fstat(f.fileno()).st_size - f.tell()
-    if declared > stored:
-        raise DatasetError(path, f"its header declares {tuple(shape)} {dtype} ({declared:,} "
-                                 f"bytes) but the file holds {stored:,} bytes of data")
-
-
-def _read_npy_header(path, f):
-    version = np.lib.format.read_magic(f)
-    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                   else np.lib.format.read_array_header_2_0)
-    return read_header(f)
-
-
 def _load_binaries(path, expected):
     """A {set}_binaries.npy label matrix of shape `expected`, its header checked first."""
     try:
         with open(path, "rb") as f:
-            shape, _, dtype = _read_npy_header(path, f)
+            shape, _, dtype = read_npy_header(path, f)
             if dtype.hasobject:
                 raise DatasetError(path, "not a numeric numpy file (an object array)")
-            _check_npy_size(path, f, shape, dtype, expected=expected)
+            check_npy_size(path, f, shape, dtype, expected=expected)
             f.seek(0)
             return np.load(f, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -261,7 +235,7 @@ def _load_ids(path):
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(f)
-            _check_npy_size(path, f, shape, dtype, ndim=1)
+            check_npy_size(path, f, shape, dtype, ndim=1)
             if not dtype.hasobject:
                 f.seek(0)
                 ids = np.load(f, allow_pickle=False)
