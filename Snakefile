@@ -2,7 +2,7 @@
 
     snakemake --cores all                          # everything, on the embedded demo data
     snakemake --cores all --configfile config/msd.yaml
-    snakemake --profile profiles/slurm             # GPU stages as SLURM jobs
+    snakemake --profile slurm             # GPU stages as SLURM jobs
     snakemake --cores all --forcerun train_teacher # retrain the teacher and what depends on it
     snakemake --report report.html                 # HTML report of a finished run: give
                                                    # the --configfile it ran with

@@ -9,7 +9,12 @@ baseline runs with glibc's defaults) (+ optionally torch.compile), timed four ti
 in bf16 autocast (`--precision bf16`, the same `mtt.predict` code path), each with the default
 (contiguous) memory format and with channels-last convolutions (`mtt.models.to_channels_last`).
 fp32 means true float32 for every variant (no TF32 convolutions on CUDA, as `--precision fp32`).
-All use identical weights; each figure is the median of repeated timed steps after warm-up.
+All use identical weights; each figure is the median of repeated timed steps after warm-up: on
+CUDA 10 warm-up steps (clock ramp-up, lazy module loading, cuDNN's choices) and each timed
+repetition a run of 5 steps between CUDA events, 10 repetitions with --quick (30 without); on the
+CPU one warm-up step and single-step repetitions. `--cudnn-benchmark` and `--fused-adam` turn
+those on for every variant (the optimizer is Adam, as `mtt train`'s), for the GPU check to
+compare.
 Without --quick, ours is also timed with glibc's default malloc, to show what that setting gives.
 `--models` picks the models: the paper's `teacher` (C128/D256) and `compact_student` (C128/D64)
 on 10 s crops, or the demo's (config.yaml) `demo_teacher` (C8/D64, also the KE student) and
@@ -70,23 +75,34 @@ class PublishedStyle(nn.Module):
         return self.model(self.logmel(waveform))
 
 
+CUDA_WARMUP, CUDA_STEPS_PER_REP = 10, 5
+
+
 def timed(fn, reps, device):
+    """Median seconds of one fn() call: on CUDA timed with events over runs of
+    CUDA_STEPS_PER_REP calls (launch gaps included, no host sync inside a run)."""
     times = []
     for _ in range(reps):
         if device == "cuda":
-            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(CUDA_STEPS_PER_REP):
+                fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000 / CUDA_STEPS_PER_REP)
+            continue
         start = time.perf_counter()
         fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def measure(model, make_input, batch, device, reps, precision="fp32"):
+def measure(model, make_input, batch, device, reps, precision="fp32", fused_adam=False):
     """(train samples/s, inference samples/s) for a model fed by make_input()."""
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, **(
+        {"fused": True} if fused_adam else {}))
     target = torch.rand(batch, 50, device=device).round()
     x = make_input()
     precision = select_precision(precision, torch.device(device))
@@ -108,7 +124,8 @@ def measure(model, make_input, batch, device, reps, precision="fp32"):
         with ctx():
             model(x)
 
-    train_step(), infer_step()  # warm-up (and compilation)
+    for _ in range(CUDA_WARMUP if device == "cuda" else 1):  # warm-up (and compilation)
+        train_step(), infer_step()
     train = timed(train_step, reps, device)
     infer = timed(infer_step, reps, device)
     return batch / train, batch / infer
@@ -126,15 +143,18 @@ OURS = {"ours": ("fp32", False), "ours_bf16": ("bf16", False), "ours_cl": ("fp32
         "ours_bf16_cl": ("bf16", True), "ours_default_malloc": ("fp32", False)}
 
 
-def measure_variant(variant, model_name, batch, device, reps, compile_model, threads):
+def measure_variant(variant, model_name, batch, device, reps, compile_model, threads,
+                    cudnn_benchmark=False, fused_adam=False):
     """(train, inference) samples/s of one variant, in a fresh process (see run_pair)."""
     torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.manual_seed(0)
     config, seconds = MODELS[model_name]
     model = build_model("transformer", 50, **config)  # identical weights in every process
     waveform = torch.randn(batch, int(seconds * SAMPLE_RATE), device=device) * 0.1
     if variant == "baseline":
-        return measure(PublishedStyle(model), lambda: waveform, batch, device, reps)
+        return measure(PublishedStyle(model), lambda: waveform, batch, device, reps,
+                       fused_adam=fused_adam)
     if variant != "ours_default_malloc":
         keep_freed_memory()
     mel = LogMel().to(device)(waveform)
@@ -143,10 +163,12 @@ def measure_variant(variant, model_name, batch, device, reps, compile_model, thr
     if channels_last:
         model = to_channels_last(model)
     run = torch.compile(model) if compile_model else model
-    return measure(run, lambda: mel, batch, device, reps, precision=precision)
+    return measure(run, lambda: mel, batch, device, reps, precision=precision,
+                   fused_adam=fused_adam)
 
 
-def run_pair(model_name, batch, device, reps, compile_model, attribution, rounds):
+def run_pair(model_name, batch, device, reps, compile_model, attribution, rounds,
+             cudnn_benchmark=False, fused_adam=False):
     """{variant: (train, inference) samples/s}: the baseline and our variants (OURS; with
     attribution also ours with glibc's default malloc), each timed in a fresh process: the
     malloc setting is process-wide and glibc's default adapts to the allocations it has seen,
@@ -161,7 +183,7 @@ def run_pair(model_name, batch, device, reps, compile_model, attribution, rounds
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 runs[variant].append(pool.submit(
                     measure_variant, variant, model_name, batch, device, reps, compile_model,
-                    torch.get_num_threads()).result())
+                    torch.get_num_threads(), cudnn_benchmark, fused_adam).result())
     return {variant: tuple(statistics.median(r[i] for r in results) for i in (0, 1))
             for variant, results in runs.items()}
 
@@ -175,6 +197,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=None,
                         help="fresh processes per variant, taking turns (default 2 quick, 3)")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="torch.backends.cudnn.benchmark on (every variant)")
+    parser.add_argument("--fused-adam", action="store_true", help="fused Adam (every variant)")
     parser.add_argument("--models", default=None,
                         help=f"comma-separated, of {', '.join(MODELS)} (default: teacher with "
                              "--quick, else teacher,compact_student)")
@@ -186,18 +211,23 @@ def main():
         parser.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     demo = all(m.startswith("demo_") for m in models)
     batch = args.batch or (32 if device == "cuda" else 16 if demo else (2 if args.quick else 8))
-    reps = args.reps or ((10 if args.quick else 20) if demo else (3 if args.quick else 5))
+    if device == "cuda":  # short steps: enough repetitions for a stable median
+        reps = args.reps or (10 if args.quick else 30)
+    else:
+        reps = args.reps or ((10 if args.quick else 20) if demo else (3 if args.quick else 5))
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     if device == "cpu":
         name += (f", capability {torch.backends.cpu.get_cpu_capability()}, "
                  f"AMX {'yes' if cpu_has_amx() else 'no'}, "
                  f"native bf16 {'yes' if cpu_has_native_bf16() else 'no'}")
     print(f"device={device} ({name}) threads={torch.get_num_threads()} batch={batch} reps={reps} "
-          f"torch={torch.__version__}")
+          f"torch={torch.__version__} cudnn_benchmark={int(args.cudnn_benchmark)} "
+          f"fused_adam={int(args.fused_adam)}")
     ratios = {}
     for model_name in models:
         rates = run_pair(model_name, batch, device, reps, args.compile,
-                         attribution=not args.quick, rounds=args.rounds or (2 if args.quick else 3))
+                         attribution=not args.quick, rounds=args.rounds or (2 if args.quick else 3),
+                         cudnn_benchmark=args.cudnn_benchmark, fused_adam=args.fused_adam)
         ref_train, ref_infer = rates["baseline"]
         ratios[model_name] = {variant: (train / ref_train, infer / ref_infer)
                               for variant, (train, infer) in rates.items()}

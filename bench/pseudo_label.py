@@ -10,6 +10,13 @@ behind compute (1.0 = all of it). Also prints the per-song cost and the projecti
 unlabeled songs of MSD on N GPUs (from a measured per-song cost on this device, when the
 device is a GPU; otherwise from the CPU figure and a stated FLOP ratio, marked as such).
 
+Model: the demo teacher (C8/D64, 4 heads) by default on the CPU, the paper's teacher
+(C128/D256, 8 heads: `--preset teacher`, the default on CUDA); `--conv-channels/--width/--heads`
+set a size of their own (heads default: 8 at the paper's width 256, else 4). Songs: 48/128
+(--quick/full) on the CPU, 1,024/4,096 on CUDA, where start-up (checkpoint load, CUDA context,
+cuDNN's first calls) would otherwise be a large part of the figure. Batch: the command's default
+for the device (64 inputs on the CPU, 256 on CUDA) unless `--batch-size` is given.
+
 Last line: songs_per_s=X forward_songs_per_s=Y ratio_vs_forward=Z
 """
 import argparse
@@ -26,7 +33,8 @@ from mtt.cli import main
 from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.frontend import seconds_to_frames
 from mtt.models import build_model
-from mtt.predict import autocast, inference_model, resolve_device, resolve_precision
+from mtt.predict import (autocast, default_batch_size, inference_model, resolve_device,
+                         resolve_precision)
 from mtt.tags import MSD_TOP50
 
 MSD_UNLABELED = 516_415
@@ -50,8 +58,8 @@ def forward_seconds(model, device, n_songs, chunks, frames, batch_size, precisio
         torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.inference_mode(), autocast(device, precision):
-        for _ in range(n_batches):
-            torch.sigmoid(model(x).float()).cpu()
+        probs = [torch.sigmoid(model(x).float()) for _ in range(n_batches)]
+        torch.cat(probs).cpu()  # read once at the end, as the command does
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -60,18 +68,30 @@ def forward_seconds(model, device, n_songs, chunks, frames, batch_size, precisio
 def main_bench():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="finish within 2 minutes")
-    parser.add_argument("--conv-channels", type=int, default=8,
-                        help="model size (default: the demo teacher, C8/D64, 4 heads)")
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--preset", choices=["demo", "teacher"],
+                        help="demo: C8/D64, 4 heads; teacher: the paper's C128/D256, 8 heads "
+                        "(default: teacher on CUDA, demo on the CPU)")
+    parser.add_argument("--conv-channels", type=int, help="model size (default: the preset's)")
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--heads", type=int,
+                        help="default: the preset's, or 8 at width 256 (the paper's), else 4")
     parser.add_argument("--songs", type=int, help="songs in the shard")
     parser.add_argument("--chunks", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int,
+                        help="model inputs per forward (default: the command's for the device)")
     parser.add_argument("--repeats", type=int, help="timed repetitions (median reported)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    songs = args.songs or (48 if args.quick else 128)  # real shards hold thousands: amortize start-up
+    cuda = device.type == "cuda"
+    preset = args.preset or ("teacher" if cuda else "demo")
+    conv, width = {"demo": (8, 64), "teacher": (128, 256)}[preset]
+    args.conv_channels = args.conv_channels or conv
+    args.width = args.width or width
+    args.heads = args.heads or (8 if args.width == 256 else 4)
+    args.batch_size = args.batch_size or default_batch_size(device)
+    # real shards hold thousands: enough songs to amortize start-up
+    songs = args.songs or ((1024 if args.quick else 4096) if cuda else (48 if args.quick else 128))
     repeats = args.repeats or (3 if args.quick else 5)
     frames = seconds_to_frames(30.0)  # a 30 s MSD preview: 1,292 frames
     chunk = seconds_to_frames(10.0)
@@ -106,7 +126,8 @@ def main_bench():
     songs_per_s, forward_per_s = songs / ours_s, songs / base_s
     per_song_ms = 1000 * ours_s / songs
     layout = "channels-last" if not model.frontend.layer2.conv_1.weight.is_contiguous() else "nchw"
-    print(f"device={device} model=C{args.conv_channels}/D{args.width} precision={precision} "
+    print(f"device={device} model=C{args.conv_channels}/D{args.width}/H{args.heads} "
+          f"precision={precision} "
           f"layout={layout} songs={songs} "
           f"chunks={args.chunks}x{chunk} frames batch={args.batch_size} repeats={repeats}")
     print(f"mtt pseudo-label: {songs_per_s:.2f} songs/s ({per_song_ms:.1f} ms/song); "

@@ -117,12 +117,12 @@ def slurm_cluster(tmp_path_factory):
 
 
 def snakemake_through_slurm(workdir, limit_s, configfiles, *extra):
-    """The workflow with `--profile profiles/slurm` on the test cluster, bounded by `limit_s`
-    (a broken status check would otherwise wait forever); its exit code is checked."""
+    """The workflow as a user types it in the repository root, `snakemake --profile slurm`, on
+    the test cluster, bounded by `limit_s` (a broken status check would otherwise wait forever);
+    its exit code is checked."""
     command = [
         "timeout", "-k", "30", str(limit_s),
-        str(VENV_BIN / "snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
-        "--profile", str(REPO / "profiles" / "slurm"),
+        str(VENV_BIN / "snakemake"), "--profile", "slurm", "--directory", str(workdir),
         "--configfile", *map(str, configfiles),
         # test-cluster overrides: no accounting (squeue + MinJobAge), quick status checks
         "--slurm-status-command", "squeue",
@@ -134,7 +134,7 @@ def snakemake_through_slurm(workdir, limit_s, configfiles, *extra):
         *extra,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=snakemake_env(),
-                            timeout=limit_s + 60)
+                            timeout=limit_s + 60, cwd=REPO)
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"exit {result.returncode}:\n{log[-8000:]}"
     return log

@@ -155,3 +155,19 @@ def test_readme_python_example_runs(monkeypatch):
     block = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_tagger_in_fp32_makes_float32_exact_as_the_other_commands(small_checkpoint, monkeypatch):
+    """fp32 (float32) calls the commands' `select_precision` (which turns TF32 off in cuDNN on
+    CUDA); the batch size follows the device when none is given."""
+    import mtt.api
+    from mtt.api import Tagger
+    calls = []
+    monkeypatch.setattr(mtt.api, "select_precision",
+                        lambda precision, device, model=None: calls.append((precision, device)))
+    for precision in ("fp32", "float32"):
+        tagger = Tagger.from_checkpoint(small_checkpoint, precision=precision)
+        assert tagger.precision == "float32" and tagger.batch_size == 4
+    assert calls == [("fp32", torch.device("cpu"))] * 2
+    Tagger.from_checkpoint(small_checkpoint, precision="bf16", batch_size=7)
+    assert len(calls) == 2

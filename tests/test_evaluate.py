@@ -8,13 +8,13 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from conftest import TOY_TAGS, make_toy, write_split
+from conftest import TOY_TAGS, make_toy, toy_song, write_shard, write_split
 from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
 from mtt.formats.split_folder import read_split
 from mtt.mel_store import MelStore
 from mtt.models import build_model
-from mtt.predict import predict_songs
+from mtt.predict import predict_songs, whole_song_plan
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,58 @@ def test_song_prediction_is_the_mean_over_evenly_spaced_chunks(toy, checkpoint):
             song = torch.from_numpy(store.read_song(track_id))[None]
             np.testing.assert_allclose(whole[i], torch.sigmoid(model(song))[0].numpy(),
                                        rtol=1e-5, atol=1e-6)
+
+
+def test_whole_song_batches_bucket_songs_by_length_and_keep_each_songs_result(tmp_path):
+    """Whole-song mode batches songs of equal length wherever they are in the list, and the
+    chunks of songs longer than the positional table across songs: each song's probabilities
+    are those of its own pass (or its chunks' mean), as one song per batch gave."""
+    rng = np.random.default_rng(0)
+    lengths = [50, 60, 50, 200, 60, 150, 50, 30, 300, 80]  # max_frames 67: the last 4 chunked
+    songs = [(f"s{i}", toy_song(rng, rng.random(4) < 0.5, n)) for i, n in enumerate(lengths)]
+    write_shard(tmp_path / "songs.h5", songs)
+    store = MelStore([tmp_path / "songs.h5"])
+    torch.manual_seed(0)
+    model = build_model("transformer", 4, conv_channels=4, width=16, layers=1, heads=2,
+                        max_len=16).eval()
+    assert model.max_frames == 67
+    ids = [t for t, _ in songs]
+    plan = whole_song_plan(lengths, model.max_frames, 64)
+    assert sorted(i for batch in plan for i, _ in batch) == list(range(len(ids)))
+    assert plan == [[(7, 1)], [(0, 1), (2, 1), (6, 1)], [(1, 1), (4, 1)],  # 30, 50, 60 frames
+                    [(3, 3), (5, 3), (8, 5), (9, 2)]]  # the long songs' chunks of 67 frames
+    small = whole_song_plan(lengths, model.max_frames, 4)  # a song's chunks stay together
+    assert small[-4:] == [[(3, 3)], [(5, 3)], [(8, 5)], [(9, 2)]]
+    for batch_size in (64, 4):
+        probs = predict_songs(model, store, ids, torch.device("cpu"), whole_song=True,
+                              batch_size=batch_size, precision="fp32")
+        with torch.no_grad():
+            for i, (track_id, length) in enumerate(zip(ids, lengths)):
+                if length > model.max_frames:
+                    n = -(-length // model.max_frames)
+                    x = torch.from_numpy(store.read_chunks(track_id, n, model.max_frames))
+                else:
+                    x = torch.from_numpy(store.read_song(track_id))[None]
+                expected = torch.sigmoid(model(x)).mean(0).numpy()
+                np.testing.assert_allclose(probs[i], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_inference_batches_are_sized_for_the_device():
+    from mtt.predict import default_batch_size
+    assert default_batch_size(torch.device("cpu")) == 64
+    assert default_batch_size(torch.device("cuda")) >= 256
+
+
+def test_batch_size_auto_is_the_devices_and_equals_an_explicit_64_on_the_cpu(toy, checkpoint,
+                                                                            tmp_path, capsys):
+    assert evaluate(toy, checkpoint, tmp_path / "auto", "--batch-size", "auto") == 0
+    assert evaluate(toy, checkpoint, tmp_path / "64", "--batch-size", "64") == 0
+    with h5py.File(tmp_path / "auto" / "predictions.h5") as a, \
+            h5py.File(tmp_path / "64" / "predictions.h5") as b:
+        np.testing.assert_array_equal(a["probs"][:], b["probs"][:])
+    with pytest.raises(SystemExit):
+        evaluate(toy, checkpoint, tmp_path / "zero", "--batch-size", "0")
+    assert "at least 1 or auto" in capsys.readouterr().err
 
 
 def test_whole_song_mode_writes_metrics(toy, checkpoint, tmp_path):

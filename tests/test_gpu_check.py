@@ -29,3 +29,24 @@ def test_gpu_train_refuses_cuda_it_does_not_have(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == "gpu_train: --device cuda: CUDA is not available on this machine"
     assert not any(tmp_path.iterdir())  # refused before building anything
+
+
+def test_gpu_fidelity_on_cpu_meets_its_tolerances():
+    """bench/gpu_fidelity.py, the GPU check's fidelity part, with the CPU standing in for the
+    device: the reference checkpoint within 1e-5 of the original in fp32, 2e-2 in bf16."""
+    result = subprocess.run([sys.executable, ROOT / "bench" / "gpu_fidelity.py", "--device", "cpu",
+                             "--reference", ROOT.parent / "shared" / "reference"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = {k: float(v) for k, v in
+               (pair.split("=") for pair in result.stdout.strip().splitlines()[-1].split())}
+    assert figures["fidelity_cpu_fp32_vs_reference"] <= 1e-5
+    assert figures["fidelity_cpu_bf16_vs_reference"] <= 2e-2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_gpu_fidelity_refuses_cuda_it_does_not_have():
+    result = subprocess.run([sys.executable, ROOT / "bench" / "gpu_fidelity.py", "--device", "cuda"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "gpu_fidelity: --device cuda: CUDA is not available on this machine"

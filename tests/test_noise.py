@@ -86,3 +86,50 @@ def test_parse_noise_kinds():
     assert parse_noise_kinds("none") == ()
     with pytest.raises(ValueError, match="reverb"):
         parse_noise_kinds("gain,reverb")
+
+
+def _spec_augment_per_example(x, rng, prob, max_time=0.1, max_freq=16, n_masks=2):
+    """SpecAugment as it was written before the masks were vectorized: a loop per example and
+    per mask (the reference the vectorized masks must equal, draw for draw)."""
+    batch, n_mels, frames = x.shape
+    chosen = rng.random(batch) < prob
+    if not chosen.any():
+        return x
+    mask = torch.zeros(batch, n_mels, frames, dtype=torch.bool)
+    freq_idx, time_idx = torch.arange(n_mels), torch.arange(frames)
+    max_t = max(1, int(max_time * frames))
+    for b in np.flatnonzero(chosen):
+        for _ in range(n_masks):
+            width = int(rng.integers(0, max_freq + 1))
+            start = int(rng.integers(0, n_mels - width + 1))
+            mask[b] |= ((freq_idx >= start) & (freq_idx < start + width))[:, None]
+            width = int(rng.integers(0, max_t + 1))
+            start = int(rng.integers(0, frames - width + 1))
+            mask[b] |= ((time_idx >= start) & (time_idx < start + width))[None, :]
+    return torch.where(mask, x.mean(dim=(1, 2), keepdim=True).expand_as(x), x)
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.3, 1.0])
+def test_vectorized_masks_equal_the_per_example_loop_draw_for_draw(prob):
+    x, _ = batch(b=16, frames=120)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    assert torch.equal(spec_augment(x, a, prob), _spec_augment_per_example(x, b, prob))
+    assert a.random() == b.random()  # the generator is left where the loop left it
+
+
+def test_the_module_applies_the_transforms_of_the_separate_functions():
+    """MelNoise draws every parameter first and sends them in one copy: the same result, and
+    the same generator state after, as the transforms called one after the other."""
+    x, y = batch(b=8, frames=60)
+    w = (torch.rand(8, 4, generator=torch.Generator().manual_seed(1)) > 0.3).float()
+    for seed in range(5):
+        noise = MelNoise(prob=0.5, seed=seed)
+        got = noise(x, y, w)
+        rng = np.random.default_rng(seed)
+        ex = freq_shift(x, rng, 0.5)
+        ex = random_gain(ex, rng, 0.5)
+        ex, ey, ew = mixup(ex, y, rng, 0.5, weights=w)
+        ex = spec_augment(ex, rng, 0.5)
+        for g, e in zip(got, (ex, ey, ew)):
+            assert torch.equal(g, e)
+        assert noise.rng.random() == rng.random()

@@ -29,10 +29,15 @@ def test_every_package_the_report_needs_is_a_declared_dependency():
 
 
 def test_ci_installs_chromium_then_runs_exactly_the_readmes_test_command():
-    """.ci/run is what CI runs: the README's test command, word for word, as its last line, after
-    installing the browser the report test opens (the one system package pip cannot give)."""
+    """.ci/run is what CI runs: the README's test command, word for word, as a line of its own,
+    after installing the browser the report test opens (the one system package pip cannot give);
+    then the fast tier on Python 3.13 with the newest releases, and on 3.12 at every floor."""
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"Install and run the test suite.*?```bash\n(.*?)\n```", readme, re.S)[1]
     ci = (ROOT / ".ci" / "run").read_text().rstrip().splitlines()
-    assert ci[-1] == command
-    assert any("apt-get install -y chromium" in line for line in ci[:-1])
+    assert command in ci
+    assert any("apt-get install -y chromium" in line for line in ci[:ci.index(command)])
+    after = "\n".join(ci[ci.index(command) + 1:])
+    assert '"$(python_of 3.13)" -m venv .venv-newest' in after
+    assert "PIP_CONSTRAINT=/dev/null .venv-newest/bin/pip install -q '.[test]'" in after
+    assert "-c <(python3 .ci/floors.py test)" in after

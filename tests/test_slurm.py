@@ -1,4 +1,4 @@
-"""The workflow through a real one-node SLURM: `snakemake --profile profiles/slurm`.
+"""The workflow through a real one-node SLURM: `snakemake --profile slurm`.
 
 The test installs SLURM and munge with apt-get when they are missing (Debian; needs root), starts
 munged, slurmctld and slurmd directly (tests/slurm/start_slurm.sh), runs the tiny workflow with

@@ -1,5 +1,5 @@
 """Multi-process (DDP) training through a real one-node SLURM: the tiny workflow with
-`resources.train.processes: 2` submitted by `snakemake --profile profiles/slurm`.
+`resources.train.processes: 2` submitted by `snakemake --profile slurm`.
 
 As documented (docs/WORKFLOW.md, "Several GPUs per training job"), each training job is one SLURM
 job asking for `processes x gpu` GPUs (`--gpus=2`) and `threads` CPUs per GPU (`--cpus-per-gpu=1`),

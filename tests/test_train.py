@@ -300,6 +300,21 @@ def test_tag_trust_weights_are_the_teachers_clipped_validation_roc_auc(toy, tmp_
         assert weights[j] == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="tags differ"):
         teacher_tag_weights(checkpoint, TOY_TAGS[::-1], store, ids, labels, cpu, 2)
+    # the teacher predicts in the run's precision (bf16 here; fp32 above)
+    import mtt.tag_trust
+    seen = []
+
+    def spy(*args, precision, **kwargs):
+        seen.append(precision)
+        return predict_songs(*args, precision=precision, **kwargs)
+
+    mtt.tag_trust.predict_songs, saved = spy, mtt.tag_trust.predict_songs
+    try:
+        bf16 = teacher_tag_weights(checkpoint, TOY_TAGS, store, ids, labels, cpu, 2,
+                                   precision="bf16")
+    finally:
+        mtt.tag_trust.predict_songs = saved
+    assert seen == ["bf16"] and np.allclose(bf16, weights, atol=0.1)
 
 
 @pytest.mark.slow
@@ -448,6 +463,15 @@ def test_two_processes_with_torchrun(toy, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "starting over" in again.stderr
     assert len(read_history(out)) == 2
+
+
+def test_loader_workers_stay_within_the_jobs_threads():
+    from mtt.train import loader_workers
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert loader_workers(None, cpu, 8) == 0
+    assert loader_workers(None, cuda, None) == 4
+    assert [loader_workers(None, cuda, t) for t in (1, 2, 3, 8)] == [0, 1, 2, 4]
+    assert loader_workers(6, cuda, 2) == 6  # --workers as given
 
 
 def test_sharpened_pseudo_labels_keep_their_order_and_move_away_from_one_half():

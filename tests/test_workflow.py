@@ -167,9 +167,24 @@ def test_lint_finds_nothing(tmp_path):
     assert "Congratulations, your workflow is in a good condition!" in output
 
 
-def test_conda_environment_pins_what_the_package_pins():
-    """`snakemake --sdm conda` must run the same software as `pip install -e .`: the pip pins of
-    envs/mtt.yaml are the runtime pins of pyproject.toml (less Snakemake, which runs the
+def test_profile_slurm_typed_in_the_repository_root_is_the_projects(tmp_path):
+    """`snakemake --profile slurm` in the repository root takes profiles/slurm (Snakemake looks for
+    a profile name in the current folder first); elsewhere the name alone finds nothing."""
+    assert (REPO / "slurm").resolve() == (REPO / "profiles" / "slurm").resolve()
+    command = [str(VENV_BIN / "snakemake"), "--profile", "slurm", "-n", "--directory", str(tmp_path)]
+    planned = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                             env=snakemake_env(), timeout=300)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert "Using profiles slurm and workflow specific profile" in planned.stdout + planned.stderr
+    elsewhere = subprocess.run([*command, "-s", str(SNAKEFILE)], cwd=tmp_path, capture_output=True,
+                               text=True, env=snakemake_env(), timeout=300)
+    assert elsewhere.returncode != 0
+    assert "no profile.yaml (or config.yaml) found" in elsewhere.stderr
+
+
+def test_conda_environment_asks_what_the_package_asks():
+    """`snakemake --sdm conda` must ask for the same software as `pip install -e .`: the pip
+    requirements of envs/mtt.yaml are the runtime ranges of pyproject.toml (less Snakemake, which runs the
     workflow rather than its jobs), and every rule's conda: file exists."""
     import tomllib
     import yaml

@@ -37,6 +37,20 @@ def test_two_processes_plan_torchrun_and_one_job_with_two_gpus(tmp_path):
     assert "gpu=1" in re.search(r"resources: (.*)", blocks["evaluate"]).group(1)
 
 
+def test_local_gpu_command_limits_the_gpu_stages_and_batches_follow_the_device(tmp_path):
+    """`snakemake --cores all --resources gpu=1` (docs/WORKFLOW.md): every GPU stage declares
+    `gpu`, so the limit holds locally; `pseudo_label.batch_size: auto` leaves the batch to the
+    command (256 inputs on CUDA)."""
+    overlay = tmp_path / "auto.yaml"
+    overlay.write_text("pseudo_label: {batch_size: auto}\n")
+    result = snakemake("-n", "-p", "--cores", "all", "--resources", "gpu=1", "--configfile",
+                       TINY, overlay, workdir=tmp_path / "run")
+    blocks = rule_blocks(result.stdout)
+    for rule in ("train_teacher", "train_student", "pseudo_label", "evaluate"):
+        assert "gpu=1" in re.search(r"resources: (.*)", blocks[rule]).group(1), rule
+    assert "--batch-size auto" in blocks["pseudo_label"]
+
+
 @pytest.mark.slow
 def test_one_process_is_the_plain_command(tmp_path):
     result = snakemake("-n", "-p", "--cores", "2", "--configfile", TINY, workdir=tmp_path)

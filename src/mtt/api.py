@@ -32,10 +32,11 @@ from .audio import AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint
 from .frontend import (DB_FLOOR, HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, num_frames,
                        seconds_to_frames)
-from .predict import inference_model, resolve_precision
+from .predict import default_batch_size, inference_model, resolve_precision, select_precision
 
 MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels are padded
 MIN_SAMPLES = N_FFT // 2 + 1  # the centred STFT's reflect padding needs more than 512 samples
+TAG_CPU_BATCH = 4  # chunks per forward pass on the CPU: see `mtt tag --batch-size`
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TRAINING_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # --precision of train/evaluate
 PRECISION_CHOICES = [*TRAINING_NAMES, "auto", *PRECISIONS]
@@ -104,7 +105,7 @@ class Tagger:
     """A model, its tag names and how to cut songs into chunks."""
 
     def __init__(self, model, tags, *, device="cpu", precision="float32", chunk_seconds=None,
-                 batch_size=4, info=None):
+                 batch_size=None, info=None):
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {PRECISION_CHOICES}, not {precision!r}")
         self.device = torch.device(device)
@@ -114,13 +115,17 @@ class Tagger:
         if precision == "auto":
             precision = resolve_precision(precision, self.device, model=model)
         precision = TRAINING_NAMES.get(precision, precision)
+        if precision == "float32":  # true float32, as the other commands: no TF32 in cuDNN
+            select_precision("fp32", self.device, model=model)
         # channels-last where faster (small CNNs in fp32 on CPU), on a copy
         self.model = inference_model(model, self.device,
                                      "fp32" if precision == "float32" else precision)
         self.tags = list(tags)
         self.info = info or {}
         self.precision = precision
-        self.batch_size = int(batch_size)
+        # chunks per forward pass: 4 on the CPU (peak memory), hundreds on a GPU
+        self.batch_size = int(batch_size) if batch_size is not None else (
+            TAG_CPU_BATCH if self.device.type == "cpu" else default_batch_size(self.device))
         if self.batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be at least 1")
         if chunk_seconds is not None and not (np.isfinite(chunk_seconds) and chunk_seconds > 0):

@@ -27,50 +27,114 @@ def parse_noise_kinds(text: str | None) -> tuple[str, ...]:
     return kinds
 
 
+# Each transform is two halves: `draw_*` takes its random parameters from the numpy generator on
+# the host (the same draws, in the same order, as it always has: a resumed run replays them), and
+# `apply_*` acts on the batch with them as tensors on its device, vectorized over the batch. The
+# module sends one step's parameters to the device in one non-blocking copy.
+
+def draw_spec_augment(rng: np.random.Generator, shape, prob: float, max_time: float = 0.1,
+                      max_freq: int = 16, n_masks: int = 2) -> np.ndarray | None:
+    """SpecAugment's masks for a batch of `shape` (B, n_mels, T): an int64 array (4, B, n_masks)
+    of frequency starts, frequency widths, time starts, time widths (0 wide: no mask), or None
+    when no example is chosen."""
+    batch, n_mels, frames = shape
+    chosen = rng.random(batch) < prob
+    if not chosen.any():
+        return None
+    params = np.zeros((4, batch, n_masks), dtype=np.int64)
+    max_t = max(1, int(max_time * frames))
+    for b in np.flatnonzero(chosen):
+        for m in range(n_masks):
+            width = int(rng.integers(0, max_freq + 1))
+            params[0, b, m], params[1, b, m] = int(rng.integers(0, n_mels - width + 1)), width
+            width = int(rng.integers(0, max_t + 1))
+            params[2, b, m], params[3, b, m] = int(rng.integers(0, frames - width + 1)), width
+    return params
+
+
+def apply_spec_augment(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Set the bands and frames of `params` (`draw_spec_augment`, on x's device) to each
+    example's mean dB value."""
+    f_start, f_width, t_start, t_width = params[..., None].unbind(0)  # each (B, n_masks, 1)
+    freq_idx = torch.arange(x.shape[1], device=x.device)
+    time_idx = torch.arange(x.shape[2], device=x.device)
+    bands = ((freq_idx >= f_start) & (freq_idx < f_start + f_width)).any(1)  # (B, n_mels)
+    frames = ((time_idx >= t_start) & (time_idx < t_start + t_width)).any(1)  # (B, T)
+    mask = bands[:, :, None] | frames[:, None, :]
+    fill = x.mean(dim=(1, 2), keepdim=True).expand_as(x)
+    return torch.where(mask, fill, x)
+
+
 def spec_augment(x: torch.Tensor, rng: np.random.Generator, prob: float, max_time: float = 0.1,
                  max_freq: int = 16, n_masks: int = 2) -> torch.Tensor:
     """Time and frequency masks (each up to `max_time` of the frames / `max_freq` bands) set to the
     example's mean dB value, on examples chosen with probability `prob`. x: (B, n_mels, T)."""
-    batch, n_mels, frames = x.shape
-    chosen = rng.random(batch) < prob
-    if not chosen.any():
+    params = draw_spec_augment(rng, x.shape, prob, max_time, max_freq, n_masks)
+    if params is None:
         return x
-    mask = torch.zeros(batch, n_mels, frames, dtype=torch.bool, device=x.device)
-    freq_idx = torch.arange(n_mels, device=x.device)
-    time_idx = torch.arange(frames, device=x.device)
-    max_t = max(1, int(max_time * frames))
-    for b in np.flatnonzero(chosen):
-        for _ in range(n_masks):
-            width = int(rng.integers(0, max_freq + 1))
-            start = int(rng.integers(0, n_mels - width + 1))
-            mask[b] |= ((freq_idx >= start) & (freq_idx < start + width))[:, None]
-            width = int(rng.integers(0, max_t + 1))
-            start = int(rng.integers(0, frames - width + 1))
-            mask[b] |= ((time_idx >= start) & (time_idx < start + width))[None, :]
-    fill = x.mean(dim=(1, 2), keepdim=True).expand_as(x)
-    return torch.where(mask, fill, x)
+    return apply_spec_augment(x, torch.as_tensor(params, device=x.device))
+
+
+def draw_gain(rng: np.random.Generator, batch: int, prob: float,
+              max_db: float = 6.0) -> np.ndarray:
+    """Per-example dB offsets (float64; 0 for an example not chosen)."""
+    return rng.uniform(-max_db, max_db, batch) * (rng.random(batch) < prob)
 
 
 def random_gain(x: torch.Tensor, rng: np.random.Generator, prob: float,
                 max_db: float = 6.0) -> torch.Tensor:
     """Add a uniform offset in [-max_db, max_db] dB (a volume change) to chosen examples."""
-    batch = x.shape[0]
-    offsets = rng.uniform(-max_db, max_db, batch) * (rng.random(batch) < prob)
+    offsets = draw_gain(rng, x.shape[0], prob, max_db)
     return x + torch.as_tensor(offsets, dtype=x.dtype, device=x.device)[:, None, None]
+
+
+def draw_shift(rng: np.random.Generator, batch: int, prob: float,
+               max_bins: int = 4) -> np.ndarray | None:
+    """Per-example shifts in mel bins (int64), or None when none moves."""
+    shifts = rng.integers(-max_bins, max_bins + 1, batch) * (rng.random(batch) < prob)
+    return shifts if shifts.any() else None
+
+
+def apply_shift(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    n_mels = x.shape[1]
+    source = torch.arange(n_mels, device=x.device)[None, :] - shifts[:, None]
+    source = source.clamp(0, n_mels - 1)
+    return torch.gather(x, 1, source[:, :, None].expand_as(x))
 
 
 def freq_shift(x: torch.Tensor, rng: np.random.Generator, prob: float,
                max_bins: int = 4) -> torch.Tensor:
     """Shift chosen examples up or down the mel axis by up to `max_bins`, repeating the edge band
     (a small pitch/timbre change)."""
-    batch, n_mels, _ = x.shape
-    shifts = rng.integers(-max_bins, max_bins + 1, batch) * (rng.random(batch) < prob)
-    if not shifts.any():
+    shifts = draw_shift(rng, x.shape[0], prob, max_bins)
+    if shifts is None:
         return x
-    source = torch.arange(n_mels, device=x.device)[None, :] - torch.as_tensor(
-        shifts, device=x.device)[:, None]
-    source = source.clamp(0, n_mels - 1)
-    return torch.gather(x, 1, source[:, :, None].expand_as(x))
+    return apply_shift(x, torch.as_tensor(shifts, device=x.device))
+
+
+def draw_mixup(rng: np.random.Generator, batch: int, prob: float,
+               alpha: float = 0.4) -> np.ndarray | None:
+    """(chosen, partner, lam) as a float64 array (3, B), or None when nothing is mixed."""
+    chosen = rng.random(batch) < prob
+    if batch < 2 or not chosen.any():
+        return None
+    partner = rng.permutation(batch)
+    lam = np.where(chosen, rng.beta(alpha, alpha, batch), 1.0)
+    lam = np.maximum(lam, 1.0 - lam)  # the example keeps being mostly itself
+    return np.stack([chosen.astype(np.float64), partner.astype(np.float64), lam])
+
+
+def apply_mixup(x: torch.Tensor, targets: torch.Tensor, params: torch.Tensor,
+                weights: torch.Tensor | None = None):
+    """Mix with `params` (`draw_mixup`, on x's device): see `mixup`."""
+    chosen, partner, lam = params[0].bool(), params[1].long(), params[2].float()
+    power = torch.pow(10.0, x.float() / 10.0)
+    mixed = lam[:, None, None] * power + (1 - lam[:, None, None]) * power[partner]
+    x = (10.0 * torch.log10(mixed.clamp_min(POWER_FLOOR))).to(x.dtype)
+    targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
+    if weights is not None:
+        weights = torch.where(chosen[:, None], weights * weights[partner], weights)
+    return x, targets, weights
 
 
 def mixup(x: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, prob: float,
@@ -82,23 +146,10 @@ def mixup(x: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator, prob
     thresholded pseudo-labels) is combined so that a mixed target counts only where both are valid.
     Returns (x, targets, weights).
     """
-    batch = x.shape[0]
-    chosen = rng.random(batch) < prob
-    if batch < 2 or not chosen.any():
+    params = draw_mixup(rng, x.shape[0], prob, alpha)
+    if params is None:
         return x, targets, weights
-    partner = rng.permutation(batch)
-    lam = np.where(chosen, rng.beta(alpha, alpha, batch), 1.0)
-    lam = np.maximum(lam, 1.0 - lam)  # the example keeps being mostly itself
-    lam_t = torch.as_tensor(lam, dtype=torch.float32, device=x.device)
-    partner_t = torch.as_tensor(partner, device=x.device)
-    power = torch.pow(10.0, x.float() / 10.0)
-    mixed = lam_t[:, None, None] * power + (1 - lam_t[:, None, None]) * power[partner_t]
-    x = (10.0 * torch.log10(mixed.clamp_min(POWER_FLOOR))).to(x.dtype)
-    targets = lam_t[:, None] * targets + (1 - lam_t[:, None]) * targets[partner_t]
-    if weights is not None:
-        weights = torch.where(torch.as_tensor(chosen, device=x.device)[:, None],
-                              weights * weights[partner_t], weights)
-    return x, targets, weights
+    return apply_mixup(x, targets, torch.as_tensor(params, device=x.device), weights)
 
 
 class MelNoise(nn.Module):
@@ -122,14 +173,39 @@ class MelNoise(nn.Module):
     def forward(self, x, targets, weights=None):
         if not self.training or not self.kinds:
             return x, targets, weights
+        # every random parameter drawn on the host first (in the order the transforms run),
+        # then sent to the device in one non-blocking copy of one float64 array: no per-transform
+        # blocking copies (integers up to 2**53 and the float32 factors are exact in float64)
+        batch = x.shape[0]
+        drawn = {}
         if "shift" in self.kinds:
-            x = freq_shift(x, self.rng, self.prob)
+            drawn["shift"] = draw_shift(self.rng, batch, self.prob)
         if "gain" in self.kinds:
-            x = random_gain(x, self.rng, self.prob)
+            drawn["gain"] = draw_gain(self.rng, batch, self.prob)
         if "mixup" in self.kinds:
-            x, targets, weights = mixup(x, targets, self.rng, self.prob, weights=weights)
+            drawn["mixup"] = draw_mixup(self.rng, batch, self.prob)
         if "specaugment" in self.kinds:
-            x = spec_augment(x, self.rng, self.prob)
+            drawn["specaugment"] = draw_spec_augment(self.rng, x.shape, self.prob)
+        drawn = {k: v for k, v in drawn.items() if v is not None}
+        if not drawn:
+            return x, targets, weights
+        flat = torch.from_numpy(np.concatenate([np.ravel(v).astype(np.float64)
+                                                for v in drawn.values()]))
+        if x.device.type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(x.device, non_blocking=True)
+        on_device, offset = {}, 0
+        for kind, value in drawn.items():
+            on_device[kind] = flat[offset:offset + value.size].view(value.shape)
+            offset += value.size
+        if "shift" in on_device:
+            x = apply_shift(x, on_device["shift"].long())
+        if "gain" in on_device:
+            x = x + on_device["gain"].to(x.dtype)[:, None, None]
+        if "mixup" in on_device:
+            x, targets, weights = apply_mixup(x, targets, on_device["mixup"], weights)
+        if "specaugment" in on_device:
+            x = apply_spec_augment(x, on_device["specaugment"].long())
         return x, targets, weights
 
     def rng_state(self) -> dict:
@@ -137,3 +213,7 @@ class MelNoise(nn.Module):
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+    def reseed(self, seed) -> None:
+        """Start a fresh stream from `seed` (a resumed process without a saved state)."""
+        self.rng = np.random.default_rng(seed)

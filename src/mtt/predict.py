@@ -1,9 +1,13 @@
 """Song-level predictions: the mean over evenly spaced chunks, or the whole song in one pass.
 
-Shared by validation during training, `mtt evaluate` and `mtt pseudo-label`. Reading and
-batching run in a background thread so that they overlap the model's forward passes; the
-forward runs without autograd, in the precision chosen by `--precision` (see `resolve_precision`).
+Shared by validation during training, `mtt evaluate` and `mtt pseudo-label`. Reading, batching,
+pinning and (on CUDA, on a stream of its own) the copy to the device run in a background thread
+so that they overlap the model's forward passes; the results stay on the device until the last
+batch, so the host never waits for a batch. The forward runs without autograd, in the precision
+chosen by `--precision` (see `resolve_precision`), on batches sized for the device
+(`default_batch_size`).
 """
+import argparse
 import contextlib
 import copy
 import functools
@@ -25,6 +29,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
+
+
+CPU_BATCH, CUDA_BATCH = 64, 256
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Model inputs per inference batch when none is given: hundreds on a GPU, which a batch of
+    64 leaves mostly idle; 64 on the CPU, where larger batches gain nothing."""
+    return CUDA_BATCH if torch.device(device).type == "cuda" else CPU_BATCH
 
 
 def set_threads(threads: int | None) -> None:
@@ -166,39 +179,62 @@ def crop_frames(model, crop_seconds: float | None = None) -> int:
 
 
 def _chunk_batches(store, track_ids, n_chunks, frames, batch_size):
-    """(song indices, (songs * n_chunks, 128, frames) array, n_chunks) per batch."""
+    """(song indices, (songs * n_chunks, 128, frames) array, chunks per song) per batch."""
     songs_per_batch = max(1, batch_size // n_chunks)
     for first in range(0, len(track_ids), songs_per_batch):
         indices = list(range(first, min(first + songs_per_batch, len(track_ids))))
         mels = np.concatenate([store.read_chunks(track_ids[i], n_chunks, frames) for i in indices])
-        yield indices, mels, n_chunks
+        yield indices, mels, [n_chunks] * len(indices)
+
+
+def whole_song_plan(lengths, max_frames, batch_size) -> list:
+    """Whole-song batches: lists of (song index, chunks). A song of at most `max_frames` frames
+    is one input of its own length; a longer one is the fewest evenly spaced chunks of
+    `max_frames` that cover it. Inputs of equal length share a batch wherever their songs are
+    in the list (songs are bucketed by length; a song's chunks stay in one batch), up to
+    `batch_size` inputs: no padding, so every song's result is the one it gets alone."""
+    buckets = {}
+    for i, length in enumerate(lengths):
+        if length > max_frames:
+            buckets.setdefault(max_frames, []).append((i, -(-length // max_frames)))
+        else:
+            buckets.setdefault(length, []).append((i, 1))
+    batches = []
+    for length in sorted(buckets):
+        batch, size = [], 0
+        for song, chunks in buckets[length]:
+            if batch and size + chunks > batch_size:
+                batches.append(batch)
+                batch, size = [], 0
+            batch.append((song, chunks))
+            size += chunks
+        batches.append(batch)
+    return batches
 
 
 def _whole_song_batches(store, track_ids, max_frames, batch_size):
-    """Consecutive songs of equal length share a batch. A song longer than the model's positional
-    table is split into the fewest evenly spaced chunks of `max_frames` that cover it."""
-    pending, pending_len = [], None
+    """(song indices, inputs, chunks per song) for each batch of `whole_song_plan`."""
+    lengths = [store.num_frames(t) for t in track_ids]
+    for batch in whole_song_plan(lengths, max_frames, batch_size):
+        mels = [store.read_chunks(track_ids[i], chunks, max_frames) if chunks > 1
+                else store.read_song(track_ids[i])[None] for i, chunks in batch]
+        yield [i for i, _ in batch], np.concatenate(mels), [chunks for _, chunks in batch]
 
-    def flush():
-        mels = np.stack([store.read_song(track_ids[i]) for i in pending])
-        return list(pending), mels, 1
 
-    for i, track_id in enumerate(track_ids):
-        length = store.num_frames(track_id)
-        if length > max_frames:
-            if pending:
-                yield flush()
-                pending, pending_len = [], None
-            n_chunks = -(-length // max_frames)
-            yield [i], store.read_chunks(track_id, n_chunks, max_frames), n_chunks
-            continue
-        if pending and (length != pending_len or len(pending) >= batch_size):
-            yield flush()
-            pending = []
-        pending.append(i)
-        pending_len = length
-    if pending:
-        yield flush()
+def _to_device(batches, device: torch.device):
+    """The batches as tensors on `device`: on CUDA pinned and copied on a stream of this
+    thread's own (the consumer waits for the copy's event, not the host)."""
+    if device.type != "cuda":
+        for indices, mels, counts in batches:
+            yield indices, torch.from_numpy(mels), counts, None
+        return
+    stream = torch.cuda.Stream(device=device)
+    for indices, mels, counts in batches:
+        with torch.cuda.device(device), torch.cuda.stream(stream):
+            x = torch.from_numpy(mels).pin_memory().to(device, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(stream)
+        yield indices, x, counts, copied
 
 
 def _prefetch(iterator, depth=2):
@@ -223,14 +259,15 @@ def _prefetch(iterator, depth=2):
 
 @torch.inference_mode()
 def predict_songs(model, store, track_ids, device, *, chunks: int = 8, whole_song: bool = False,
-                  frames: int | None = None, batch_size: int = 64, progress: bool = False,
-                  precision: str = "auto") -> np.ndarray:
+                  frames: int | None = None, batch_size: int | None = None,
+                  progress: bool = False, precision: str = "auto") -> np.ndarray:
     """Song-level probabilities (N, n_tags) float32 for `track_ids` read from `store`.
 
     Chunk mode: the mean of the sigmoid outputs of `chunks` evenly spaced crops of `frames`
     frames (the model's crop length by default), which cover the song when chunks * frames is at
-    least its length. Whole-song mode (transformer only): one pass over the whole song.
-    `batch_size` counts model inputs (chunks or songs) per forward pass; `precision` as
+    least its length. Whole-song mode (transformer only): one pass over the whole song (songs of
+    equal length batched together, `whole_song_plan`). `batch_size` counts model inputs (chunks
+    or songs) per forward pass (None: `default_batch_size` for the device); `precision` as
     `--precision` (resolve_precision).
     """
     was_training = model.training
@@ -239,6 +276,7 @@ def predict_songs(model, store, track_ids, device, *, chunks: int = 8, whole_son
     out = np.zeros((len(track_ids), n_tags), dtype=np.float32)
     precision = resolve_precision(precision, device, model=model)
     net = inference_model(model, device, precision)
+    batch_size = batch_size or default_batch_size(device)
     if whole_song:
         if not hasattr(model, "max_frames"):
             raise ValueError(f"whole-song prediction needs a transformer, not a {model.kind}")
@@ -246,14 +284,22 @@ def predict_songs(model, store, track_ids, device, *, chunks: int = 8, whole_son
     else:
         batches = _chunk_batches(store, track_ids, chunks, frames or crop_frames(model), batch_size)
     bar = tqdm(total=len(track_ids), unit="song", disable=not progress, mininterval=5)
-    for indices, mels, n_chunks in _prefetch(batches):
-        x = torch.from_numpy(mels)
-        if device.type == "cuda":
-            x = x.pin_memory().to(device, non_blocking=True)
+    done_indices, done_probs = [], []  # on the device until the end: no wait per batch
+    for indices, x, counts, copied in _prefetch(_to_device(batches, device)):
+        if copied is not None:  # the copy ran on the loader thread's stream
+            torch.cuda.current_stream(device).wait_event(copied)
+            x.record_stream(torch.cuda.current_stream(device))
         with autocast(device, precision):
             probs = torch.sigmoid(net(x).float())
-        out[indices] = probs.view(len(indices), n_chunks, n_tags).mean(1).cpu().numpy()
+        if len(set(counts)) == 1:
+            song_probs = probs.view(len(indices), counts[0], n_tags).mean(1)
+        else:  # long songs of several chunk counts in one batch
+            song_probs = torch.stack([part.mean(0) for part in probs.split(counts)])
+        done_indices += indices
+        done_probs.append(song_probs)
         bar.update(len(indices))
+    if done_probs:
+        out[done_indices] = torch.cat(done_probs).cpu().numpy()
     bar.close()
     model.train(was_training)
     return out
@@ -273,10 +319,22 @@ def add_prediction_arguments(parser) -> None:
                       help="evenly spaced chunks per song, predictions averaged (default 8)")
     mode.add_argument("--whole-song", action="store_true",
                       help="one pass over the whole song (transformer only)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="model inputs per forward pass")
+    parser.add_argument("--batch-size", type=batch_size_argument, default=None,
+                        help=f"model inputs per forward pass, or auto (the default: {CPU_BATCH} "
+                        f"on the CPU, {CUDA_BATCH} on CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's choice)")
     add_precision_argument(parser)
+
+
+def batch_size_argument(text: str) -> int | None:
+    """--batch-size: a positive count, or auto (None: `default_batch_size`)."""
+    if text == "auto":
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 or auto, not {text}")
+    return value
 
 
 def add_precision_argument(parser) -> None:

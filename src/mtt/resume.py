@@ -10,7 +10,13 @@
   `history` (the rows of history.csv), `lr_scale`, `plateau`
 - `model`, `best_model` (the kept epoch's weights, on CPU), `ema`, `optimizer`, `scheduler`:
   state dicts
-- `rng`: `torch`, `cuda`, `numpy` (the key array as a tensor), `python`, `noise` (`MelNoise`)
+- `rng`: `ranks`, one entry per process of the run (gathered to rank 0 before it saves), each
+  `torch`, `cuda` (the state of that process's own GPU, or None), `numpy` (the key array as a
+  tensor), `python`, `noise` (`MelNoise`). A file from before per-process states holds one such
+  entry at the top level (with `cuda` a list over every visible GPU): rank 0's.
+
+A run resumed with another number of processes restores every stream it has a state for and
+says so; a process without one starts fresh streams from (seed, rank, epoch).
 """
 import random
 import sys
@@ -35,8 +41,20 @@ def input_files_stamp(paths) -> list:
     return stamp
 
 
+def rng_state(noise, device: torch.device | None = None) -> dict:
+    """This process's RNG streams: torch (CPU), its own GPU's, numpy, python, the noise's."""
+    cuda = None
+    if device is not None and device.type == "cuda":
+        cuda = torch.cuda.get_rng_state(device)
+    return {"torch": torch.get_rng_state(), "cuda": cuda,
+            "numpy": _numpy_state_plain(np.random.get_state()), "python": random.getstate(),
+            "noise": noise.rng_state()}
+
+
 def save_last(path, *, identity, inputs, state, model, best_model, ema, optimizer, scheduler,
-              noise) -> None:
+              noise, rank_rngs: list | None = None) -> None:
+    """last.ckpt; `rank_rngs`: every process's `rng_state`, in rank order (None: this process
+    alone, on the CPU)."""
     payload = {
         "identity": identity,
         "inputs": inputs,
@@ -46,13 +64,7 @@ def save_last(path, *, identity, inputs, state, model, best_model, ema, optimize
         "ema": ema.state_dict() if ema is not None else None,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": _numpy_state_plain(np.random.get_state()),
-            "python": random.getstate(),
-            "noise": noise.rng_state(),
-        },
+        "rng": {"ranks": list(rank_rngs) if rank_rngs is not None else [rng_state(noise)]},
     }  # tensors and plain types only: read back with torch.load(weights_only=True)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -109,10 +121,12 @@ def discard_stale(path: Path, payload: dict | None, *, identity: dict, inputs: l
 
 
 def restore(path: Path, payload: dict, *, identity: dict, model, ema, optimizer, scheduler,
-            noise, best_path: Path) -> tuple[dict, dict | None]:
+            noise, best_path: Path, rank: int = 0, world: int = 1,
+            device: torch.device | None = None, seed: int = 0) -> tuple[dict, dict | None]:
     """Restore the run saved in last.ckpt's `payload` (at `path`) into the model, its moving
-    average, optimizer, scheduler and every RNG; returns (state, the kept epoch's weights). A
-    run with other settings is refused with the settings that differ."""
+    average, optimizer, scheduler and this process's RNG streams (`restore_rng`); returns
+    (state, the kept epoch's weights). A run with other settings is refused with the settings
+    that differ."""
     stored = stored_identity(payload)
     if stored != identity:
         changed = [k for k in RUN_IDENTITY if stored.get(k) != identity.get(k)]
@@ -132,14 +146,62 @@ def restore(path: Path, payload: dict, *, identity: dict, model, ema, optimizer,
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"{best_path}: not a readable mtt checkpoint "
                              f"({one_line(err)})") from None
-    rng = payload["rng"]
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    np.random.set_state(_numpy_state_tuple(rng["numpy"]))
-    random.setstate(rng["python"])
-    noise.set_rng_state(rng["noise"])
+    for line in restore_rng(payload["rng"], noise=noise, rank=rank, world=world, device=device,
+                            seed=seed, epoch=state["epoch"]):
+        if rank == 0 or line.startswith("rank "):
+            print(f"{path}: {line}", file=sys.stderr)
     return state, best_weights
+
+
+def rank_states(rng: dict) -> list:
+    """The per-process RNG states of last.ckpt's `rng`, in rank order (one for an older file)."""
+    return list(rng["ranks"]) if "ranks" in rng else [rng]
+
+
+def restore_rng(rng: dict, *, noise, rank: int = 0, world: int = 1,
+                device: torch.device | None = None, seed: int = 0, epoch: int = 0) -> list:
+    """Set this process's RNG streams from last.ckpt's `rng`: its own rank's entry. What cannot
+    be restored (a process the saved run did not have, a GPU it had no state for) starts from
+    (seed, rank, epoch) instead; returns lines saying what was not restored (rank 0 prints
+    the lines about every rank; a line starting "rank N:" only rank N can know)."""
+    states = rank_states(rng)
+    notes = []
+    if len(states) != world:
+        saved = len(states)
+        what = (f"the RNG streams of rank(s) {', '.join(map(str, range(saved, world)))} start "
+                "fresh" if world > saved else
+                f"the saved RNG streams of rank(s) {', '.join(map(str, range(world, saved)))} "
+                "are dropped")
+        notes.append(f"saved by {saved} process(es), resumed with {world}: {what}; the data "
+                     "order of the remaining epochs follows the new process count, so the run "
+                     "goes on as a different one from here")
+    if rank >= len(states):
+        torch.manual_seed(fresh_seed(seed, rank, epoch))
+        noise.reseed([seed, rank, epoch])
+        return notes
+    own = states[rank]
+    torch.set_rng_state(own["torch"])
+    cuda = own.get("cuda")
+    if device is not None and device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if isinstance(cuda, (list, tuple)):  # an older file: every visible GPU's state
+            cuda = cuda[index] if index < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+        else:
+            notes.append(f"rank {rank}: no saved CUDA RNG state for {device} (saved on the CPU "
+                         "or with fewer GPUs visible): its CUDA stream starts fresh")
+            torch.cuda.manual_seed(fresh_seed(seed, rank, epoch))
+    np.random.set_state(_numpy_state_tuple(own["numpy"]))
+    random.setstate(own["python"])
+    noise.set_rng_state(own["noise"])
+    return notes
+
+
+def fresh_seed(seed: int, rank: int, epoch: int = 0) -> int:
+    """A torch seed of its own for each (seed, rank, epoch)."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1, np.uint64)[0]
+               % (2**63 - 1))
 
 
 def _remove(path: Path, message: str, rank: int, world: int, missing_ok: bool = False) -> None:

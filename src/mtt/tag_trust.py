@@ -18,14 +18,16 @@ from .predict import checkpoint_frames, predict_songs
 MODES = ("none", "teacher_valid_auc")
 
 
-def teacher_tag_weights(checkpoint, tags, store, track_ids, labels, device, chunks) -> np.ndarray:
-    """Per-tag weights (in `tags` order) from the teacher's validation ROC-AUC."""
+def teacher_tag_weights(checkpoint, tags, store, track_ids, labels, device, chunks,
+                        precision: str = "fp32") -> np.ndarray:
+    """Per-tag weights (in `tags` order) from the teacher's validation ROC-AUC, its predictions
+    made in the run's `precision` (what `select_precision` chose for the student)."""
     model, info = load_checkpoint(checkpoint)
     if list(info["tags"]) != list(tags):
         raise ValueError(f"{checkpoint}: its tags differ from the student's tag list")
     model.to(device)
     probs = predict_songs(model, store, track_ids, device, chunks=chunks,
-                          frames=checkpoint_frames(model, info))
+                          frames=checkpoint_frames(model, info), precision=precision)
     weights = np.ones(len(tags), dtype=np.float32)
     for j in range(len(tags)):
         positives = labels[:, j] > 0.5

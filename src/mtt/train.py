@@ -42,11 +42,13 @@ from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
 from .models import build_model, to_channels_last
 from .noise import MelNoise
-from .predict import (autocast, channels_last_faster, crop_frames, inference_model, predict_songs,
-                      resolve_device, select_precision, set_threads)
+from .predict import (autocast, channels_last_faster, crop_frames, default_batch_size,
+                      inference_model, predict_songs, resolve_device, select_precision,
+                      set_threads)
 from .tag_trust import teacher_tag_weights
 from .train_config import SELECT_BY, TrainConfig
 
+LOG_EVERY = 50  # steps between reads of the running training loss (a host-device sync on a GPU)
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "lr",
                    "seconds"]
 
@@ -189,6 +191,24 @@ def teacher_predictions(paths, tags, track_ids) -> np.ndarray:
     return probs[[row[t] for t in track_ids]]
 
 
+def validation_share(n_songs: int, rank: int, world: int) -> range:
+    """The validation songs (indices) rank `rank` of `world` predicts: contiguous, in order,
+    the first ones one song longer when they do not divide evenly."""
+    base, extra = divmod(n_songs, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+def loader_workers(workers: int | None, device: torch.device, threads: int | None) -> int:
+    """--workers, or by default 4 loader processes on CUDA (none on the CPU, where the step
+    wants the cores), within the job's --threads: the main process keeps one of them."""
+    if workers is not None:
+        return workers
+    if device.type != "cuda":
+        return 0
+    return 4 if threads is None else max(0, min(4, threads - 1))
+
+
 def distributed_context():
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -234,9 +254,12 @@ class Trainer:
         self.is_student = files.is_student
         self.noise_kinds = config.noise_kinds(self.is_student)
 
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = build_model(config.model, len(self.tags), preset=config.preset,
                                  **config.model_config()).to(self.device)
+        if self.rank > 0:  # dropout and drop-path masks of their own on each rank (rank 0, and
+            # a single process, keep the stream of config.seed)
+            torch.manual_seed(resume.fresh_seed(config.seed, self.rank))
         # "fp32" or "bf16"; auto knows the model (small CNNs stay fp32 on bf16 CPUs)
         self.precision = select_precision(config.precision, self.device, model=self.model)
         if channels_last_faster(self.model, self.device, self.precision):
@@ -296,7 +319,7 @@ class Trainer:
         if self.is_student and config.pseudo_tag_weights == "teacher_valid_auc":
             weights = teacher_tag_weights(files.teacher_checkpoint, self.tags, store,
                                           self.valid_ids, self.valid_labels, self.device,
-                                          config.valid_chunks)
+                                          config.valid_chunks, precision=self.precision)
             self.tag_weights = torch.from_numpy(weights).to(self.device)
             self._log("pseudo-label tag weights (teacher's validation ROC-AUC): " + ", ".join(
                 f"{t} {w:.2f}" for t, w in zip(self.tags, weights)))
@@ -309,8 +332,7 @@ class Trainer:
         self.plan = EpochBatchPlan(len(train_ids), len(pseudo[1]) if pseudo else 0,
                                    config.batch_size, config.labeled_ratio,
                                    config.steps_per_epoch, config.seed, self.rank, self.world)
-        workers = config.workers if config.workers is not None else (
-            4 if self.device.type == "cuda" else 0)
+        workers = loader_workers(config.workers, self.device, config.threads)
         self.loader = DataLoader(self.dataset, batch_sampler=self.plan, num_workers=workers,
                                  pin_memory=self.device.type == "cuda",
                                  persistent_workers=workers > 0,
@@ -340,21 +362,21 @@ class Trainer:
             epoch, started = self.state["epoch"], time.perf_counter()
             train_loss = self._train_epoch(epoch)
             lr = self.optimizer.param_groups[0]["lr"]  # of the epoch's last step
-            valid = self._validate() if self.is_main else None
-            valid_loss = self._broadcast(valid["loss"] if valid else 0.0)
+            valid = self._validate()  # every rank a share of the songs, every rank the scores
+            valid_loss = valid["loss"]
             if not math.isfinite(valid_loss):
                 raise ValueError(f"validation loss is {valid_loss} after epoch {epoch + 1}: "
                                  "training diverged (try a lower --lr)")
-            score = self._broadcast(selection_score(valid, self.config.select_by)
-                                    if valid else 0.0)
+            score = selection_score(valid, self.config.select_by)
             improved = self._end_epoch(valid_loss, score)
+            rank_rngs = self._gather_rng_states()  # every rank's streams, for rank 0 to save
             if self.is_main:
                 row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                        "valid_loss": round(valid_loss, 6),
                        "valid_roc_auc": round(valid["roc_auc"], 6),
                        "valid_pr_auc": round(valid["pr_auc"], 6), "lr": float(f"{lr:.6g}"),
                        "seconds": round(time.perf_counter() - started, 2)}
-                self._record(row, improved, writer)
+                self._record(row, improved, writer, rank_rngs)
             if self.world > 1:
                 dist.barrier()
         if self.is_main:
@@ -370,24 +392,30 @@ class Trainer:
         return 0
 
     def _train_epoch(self, epoch: int) -> float:
+        """One epoch's steps; returns the mean training loss over every rank's steps. The
+        losses add up on the device (in float64, as a Python float would) and are read on the
+        host once per LOG_EVERY steps (the progress bar) and at the end."""
         self.ddp_model.train()
         self.noise.train()
         self.plan.set_epoch(epoch)
-        total, count = 0.0, 0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}", unit="step", leave=False,
                    disable=not self.is_main, mininterval=10)
         for mels, targets, sources in bar:
             loss = self._step(mels.to(self.device, non_blocking=True),
                               targets.to(self.device, non_blocking=True), sources)
-            total += loss
+            total += loss.double()
             count += 1
-            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-        mean = torch.tensor([total, count], dtype=torch.float64, device=self.device)
+            if self.is_main and count % LOG_EVERY == 0:
+                bar.set_postfix(loss=f"{float(total) / count:.4f}", refresh=False)
+        mean = torch.stack([total, torch.tensor(float(count), dtype=torch.float64,
+                                                device=self.device)])
         if self.world > 1:
             dist.all_reduce(mean)
         return float(mean[0] / mean[1])
 
-    def _step(self, mels, targets, sources) -> float:
+    def _step(self, mels, targets, sources) -> torch.Tensor:
         x, y, y_pseudo, w_pseudo = self._batch(mels, targets, sources)
         with autocast(self.device, self.precision):
             logits = self.ddp_model(x).float()
@@ -402,7 +430,7 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return float(loss.detach())
+        return loss.detach()
 
     def _batch(self, mels, targets, sources):
         """The noised inputs (labeled crops first) and targets of one batch: (x, labeled
@@ -412,9 +440,11 @@ class Trainer:
             x, y, _ = self.noise(mels, targets)
             return x, y, None, None
         c = self.config
-        labeled = (sources == LABELED).to(self.device)
-        x_l, y_l, _ = self.noise(mels[labeled], targets[labeled])
-        x_p, y_p = mels[~labeled], targets[~labeled]
+        n = self.plan.n_labeled  # the plan puts a batch's labeled crops first
+        if not (sources[:n] == LABELED).all() or (sources[n:] == LABELED).any():  # on the host
+            raise RuntimeError("a batch's labeled crops must come first")
+        x_l, y_l, _ = self.noise(mels[:n], targets[:n])
+        x_p, y_p = mels[n:], targets[n:]
         if c.pseudo_targets == "crop":
             y_p = self._teacher_probs(x_p)
         y_p, w_p = pseudo_targets(y_p, c.pseudo_mode, c.pseudo_threshold, c.pseudo_temperature)
@@ -434,12 +464,50 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _validate(self) -> dict:
+        """Song-level validation scores. With several processes each rank predicts its share
+        of the songs (`validation_share`) with rank 0's weights and the shares are gathered, so
+        every rank computes the same scores, those of one process (to float rounding)."""
         chunks = self.config.valid_chunks
-        probs = predict_songs(self.validated_model, self.valid_store, self.valid_ids, self.device,
-                              chunks=chunks, frames=self.frames,
-                              batch_size=max(self.config.batch_size, chunks),
-                              precision=self.precision)
+        model = self.validated_model
+        if self.world > 1:  # rank 0's weights and buffers (batch-norm statistics and their
+            # moving average are each rank's own between DDP's broadcasts)
+            for tensor in model.state_dict().values():
+                if tensor.device == self.device:
+                    dist.broadcast(tensor, src=0)
+                else:  # e.g. the moving average's CPU counter: NCCL sends device tensors
+                    on_device = tensor.to(self.device)
+                    dist.broadcast(on_device, src=0)
+                    tensor.copy_(on_device)
+        share = validation_share(len(self.valid_ids), self.rank, self.world)
+        batch_size = (max(self.config.batch_size, chunks) if self.device.type == "cpu"
+                      else default_batch_size(self.device))
+        probs = predict_songs(model, self.valid_store, [self.valid_ids[i] for i in share],
+                              self.device, chunks=chunks, frames=self.frames,
+                              batch_size=batch_size, precision=self.precision)
+        if self.world > 1:
+            probs = self._gather_rows(probs, len(self.valid_ids))
         return validation_scores(self.valid_labels, probs)
+
+    def _gather_rows(self, rows: np.ndarray, total: int) -> np.ndarray:
+        """Every rank's `rows` (its `validation_share`, in rank order), on every rank."""
+        longest = -(-total // self.world)
+        padded = torch.zeros(longest, rows.shape[1], dtype=torch.float32, device=self.device)
+        padded[:len(rows)] = torch.from_numpy(rows).to(self.device)
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return np.concatenate([
+            part[:len(validation_share(total, r, self.world))].cpu().numpy()
+            for r, part in enumerate(parts)])
+
+    def _gather_rng_states(self) -> list | None:
+        """Every rank's RNG streams (`resume.rng_state`), in rank order, on rank 0 (None on
+        the others)."""
+        own = resume.rng_state(self.noise, self.device)
+        if self.world == 1:
+            return [own]
+        states = [None] * self.world if self.is_main else None
+        dist.gather_object(own, states, dst=0)
+        return states
 
     def _end_epoch(self, valid_loss: float, score: float) -> bool:
         """Count the epoch; keep its weights if its score is the best so far (returns whether
@@ -469,13 +537,6 @@ class Trainer:
                 group["lr"] *= c.lr_decay
             self._log(f"learning rate x{c.lr_decay:g} -> {c.lr * self.state['lr_scale']:.3g}")
 
-    def _broadcast(self, value: float) -> float:
-        if self.world == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.broadcast(tensor, src=0)
-        return float(tensor[0])
-
     def _log(self, message: str) -> None:
         if self.is_main:
             print(message, file=sys.stderr)
@@ -504,7 +565,8 @@ class Trainer:
         self.state, self.best_weights = resume.restore(
             self.last_path, last, identity=self.identity, model=self.model, ema=self.ema,
             optimizer=self.optimizer, scheduler=self.scheduler, noise=self.noise,
-            best_path=self.best_path)
+            best_path=self.best_path, rank=self.rank, world=self.world, device=self.device,
+            seed=self.config.seed)
         return True
 
     def _already_finished(self, stopped: str) -> None:
@@ -518,7 +580,7 @@ class Trainer:
             self._log(f"{self.out}: training already finished ({stopped}); restored "
                       "best.ckpt and history.csv from last.ckpt")
 
-    def _record(self, row: dict, improved: bool, writer) -> None:
+    def _record(self, row: dict, improved: bool, writer, rank_rngs: list) -> None:
         """An epoch's outputs: its history row, best.ckpt if it improved, last.ckpt."""
         self.state["history"].append(row)
         if improved or not self.best_path.exists():
@@ -527,7 +589,7 @@ class Trainer:
         resume.save_last(self.last_path, identity=self.identity, inputs=self.inputs,
                          state=self.state, model=self.model, best_model=self.best_weights,
                          ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
-                         noise=self.noise)
+                         noise=self.noise, rank_rngs=rank_rngs)
         self._log(f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
                   f"valid_loss={row['valid_loss']:.4f} roc_auc={row['valid_roc_auc']:.4f} "
                   f"pr_auc={row['valid_pr_auc']:.4f} ({row['seconds']:.0f} s)"

@@ -64,8 +64,8 @@ def cli_options(options):
 def stage_resources(stage, gpu=False):
     """Resources of one stage from config; memory grows with the attempt after an OOM kill.
 
-    GPU requests (`gpu`, `gpu_model`, `gres`) reach SLURM through the executor plugin and are
-    ignored by local runs.
+    GPU requests (`gpu`, `gpu_model`, `gres`) reach SLURM through the executor plugin; locally
+    `gpu` limits jobs under `snakemake --resources gpu=N`.
     """
     res = config["resources"][stage]
     resources = {
