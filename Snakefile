@@ -9,6 +9,8 @@
 
 See docs/WORKFLOW.md.
 """
+import shlex
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -24,7 +26,11 @@ report: "workflow/report/workflow.rst"
 
 # Every stage runs `python -m mtt.cli`; the project's sources come first on the path, so the same
 # commands work in the project's virtual environment and in the conda env (--sdm conda).
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# The folder is quoted for the shell (and its braces doubled for Snakemake's formatting), so a
+# project path with spaces or quotes stays one word.
+shell.prefix("set -euo pipefail; export PYTHONPATH="
+             + shlex.quote(f"{workflow.basedir}/src").replace("{", "{{").replace("}", "}}")
+             + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
 
 
 include: "workflow/rules/common.smk"

@@ -87,18 +87,18 @@ def test_every_option_is_set_from_the_config_or_by_the_rule():
     rules = re.findall(r"^rule (train_\w+):", TRAINING_RULES, re.M)
     assert rules == ["train_teacher", "train_student"]  # train_resnet_teacher: `use rule`
     shells = re.findall(r'shell:\n((?:\s+".*"\n)+)', TRAINING_RULES)
-    train_shells = [s for s in shells if "{params.command}" in s]
+    train_shells = [s for s in shells if "{params.command:q}" in s]  # values quoted (issue 33)
     assert len(train_shells) == 2
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         if where(f) == TOP_LEVEL:
             assert name in SCHEMA["properties"]
             assert f'{name}=config["{name}"]' in TRAINING_RULES
-            assert all(f"{flag} {{params.{name}}}" in s for s in train_shells), name
+            assert all(f"{flag} {{params.{name}:q}}" in s for s in train_shells), name
         elif where(f) == TRAIN_THREADS:
             assert name in resolve(SCHEMA["$defs"]["resource"])["properties"]
             assert f'{name}=config["resources"]["train"]["{name}"]' in TRAINING_RULES
-            assert all(f"{flag} {{params.{name}}}" in s for s in train_shells), name
+            assert all(f"{flag} {{params.{name}:q}}" in s for s in train_shells), name
         elif where(f) == RULE:
             assert all(flag in s for s in train_shells), name
         else:

@@ -97,6 +97,10 @@ def chunk_starts(n_frames: int, chunk: int) -> list[int]:
     return starts
 
 
+# The longest chunk a model without a positional table (the ResNet) is given: ~10 min.
+MAX_CHUNK_FRAMES = 26_000
+
+
 class Tagger:
     """A model, its tag names and how to cut songs into chunks."""
 
@@ -122,7 +126,15 @@ class Tagger:
         # chunks per forward pass: 4 on the CPU (peak memory), hundreds on a GPU
         self.batch_size = int(batch_size) if batch_size is not None else (
             TAG_CPU_BATCH if self.device.type == "cpu" else default_batch_size(self.device))
+        if self.batch_size < 1:
+            raise ValueError(f"batch size {batch_size} must be at least 1")
+        if chunk_seconds is not None and not (np.isfinite(chunk_seconds) and chunk_seconds > 0):
+            raise ValueError(f"chunk length {chunk_seconds} s must be a positive number of seconds")
         self.chunk_frames = seconds_to_frames(chunk_seconds or model.default_crop_seconds)
+        limit = getattr(model, "max_frames", MAX_CHUNK_FRAMES)
+        if self.chunk_frames > min(limit, MAX_CHUNK_FRAMES):
+            raise ValueError(f"chunk length {chunk_seconds} s ({self.chunk_frames} frames) is longer "
+                             f"than the model takes ({min(limit, MAX_CHUNK_FRAMES)} frames)")
         self.logmel = LogMel().to(self.device)
 
     @classmethod

@@ -36,6 +36,7 @@ def load_audio(path) -> np.ndarray:
         raise AudioError(path, f"not readable as audio ({_one_line(error)})") from error
     if samples.shape[0] == 0:
         raise AudioError(path, "no audio samples")
+    _check_rate(path, rate)
     mono = _average_channels(samples)
     if not np.isfinite(mono).all():
         raise AudioError(path, "non-finite samples (NaN or infinity)")
@@ -54,6 +55,16 @@ def _existing_file(path) -> Path:
 
 
 BLOCK_FRAMES = 1 << 18  # frames decoded at a time by stream_audio (about 6 s at 44.1 kHz)
+# Sample rates read (a header's claim: 1 Hz would make resampling to 22,050 Hz multiply a small
+# file's samples 22,050-fold, issue 33), and at most this many samples of all channels per block.
+MIN_RATE, MAX_RATE = 1_000, 768_000
+BLOCK_SAMPLES = 2 * BLOCK_FRAMES
+
+
+def _check_rate(path, rate) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(path, f"sample rate {rate} Hz, outside the {MIN_RATE:,}-{MAX_RATE:,} Hz "
+                               "read")
 TRUNCATED = 0.95  # decoding fewer than this share of the frames the header declares: truncated
 
 
@@ -68,6 +79,9 @@ def stream_audio(path, block_frames=BLOCK_FRAMES):
     try:
         with soundfile.SoundFile(path) as f:
             rate, declared, decoded = f.samplerate, f.frames, 0
+            _check_rate(path, rate)
+            # a header's channel count (up to 1024) does not scale the buffer
+            block_frames = max(1, min(block_frames, BLOCK_SAMPLES // max(1, f.channels)))
             resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
                 rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
             buffer = np.empty((block_frames, f.channels), np.float32)  # reused (blocks are copies)

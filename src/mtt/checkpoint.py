@@ -93,18 +93,70 @@ def _load_ours(payload):
     tags = payload["tags"]
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError("'tags' is not a list of tag names")
-    model = build_model(payload["kind"], **payload["config"])
-    if len(tags) != model.config["n_tags"]:
-        raise ValueError(f"{len(tags)} tag names for a model with {model.config['n_tags']} "
-                         "outputs")
-    _load_weights(model, payload["state_dict"])
+    _check_meta(payload.get("meta", {}))
+    model = _build_checked("ours", payload["kind"], payload["config"], payload["state_dict"],
+                           n_tags=len(tags))
     info = {k: payload.get(k, {}) for k in ("kind", "config", "tags", "frontend", "meta")}
     info["format"] = FORMAT
     return model, info
 
 
-def _load_weights(model, state_dict):
-    """load_state_dict with its multi-line report cut to the first problem."""
+# Sane bounds on what a checkpoint's config may declare, checked before any model is built:
+# every integer of the config (widths, channels, tags, lengths), the number of layers, and the
+# crop a checkpoint asks its users to read (`meta.training.crop_frames`, ~25 min at most).
+MAX_CONFIG_INT = 65_536
+MAX_LAYERS = 64
+MAX_CROP_FRAMES = 65_536
+
+
+def _check_config_bounds(config: dict) -> None:
+    for key, value in config.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        limit = MAX_LAYERS if key == "layers" else MAX_CONFIG_INT
+        if not 0 <= value <= limit:
+            raise ValueError(f"its config declares {key} {value}, outside the sane range "
+                             f"0-{limit}")
+
+
+def _check_meta(meta) -> None:
+    training = meta.get("training", {}) if isinstance(meta, dict) else {}
+    frames = training.get("crop_frames") if isinstance(training, dict) else None
+    if frames is None:
+        return
+    if isinstance(frames, bool) or not isinstance(frames, int) or \
+            not 1 <= frames <= MAX_CROP_FRAMES:
+        raise ValueError(f"its meta declares a crop of {frames!r} frames; expected an integer "
+                         f"in 1-{MAX_CROP_FRAMES}")
+
+
+def _build_checked(layout, kind, config, state_dict, n_tags=None):
+    """The model `config` describes, with the weights of `state_dict`, built only after its
+    shapes were checked against the file's: the model is first laid out on the meta device
+    (shapes, no memory), so a small file declaring a large model is refused before anything
+    of that size is allocated. Bounds on the config's integers come first (a layout of
+    millions of layers would itself take memory and time)."""
+    _check_config_bounds(config)
+    try:
+        with torch.device("meta"):
+            planned = build_model(kind, **config)
+    except ValueError:
+        raise
+    except Exception as err:  # noqa: BLE001 - unknown keys, wrong types
+        raise ValueError(f"its config does not describe a {kind} "
+                         f"({type(err).__name__}: {one_line(err)})") from None
+    if n_tags is not None and n_tags != planned.config["n_tags"]:
+        raise ValueError(f"{n_tags} tag names for a model with {planned.config['n_tags']} "
+                         "outputs")
+    _check_weights(planned, state_dict)  # every shape equal: the model is as large as the file
+    del planned
+    model = build_model(kind, **config)
+    _load_weights(model, state_dict)
+    return model
+
+
+def _check_weights(model, state_dict):
+    """The names and shapes of `state_dict` against `model`'s, one line for the first problem."""
     ours = model.state_dict()
     missing = [k for k in ours if k not in state_dict]
     unexpected = [k for k in state_dict if k not in ours]
@@ -117,6 +169,11 @@ def _load_weights(model, state_dict):
             shape = tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__
             raise ValueError(f"weight {key!r} is {shape}, the config's model needs "
                              f"{tuple(value.shape)}")
+
+
+def _load_weights(model, state_dict):
+    """load_state_dict with its multi-line report cut to the first problem."""
+    _check_weights(model, state_dict)
     model.load_state_dict(state_dict)
 
 
@@ -140,8 +197,7 @@ def _load_published(path, payload):
     _check_published_frontend(path, state)
     state = {k: v for k, v in state.items() if not k.startswith("spec.")}
     config = published_config(state)
-    model = build_model("transformer", **config)
-    _load_weights(model, state)
+    model = _build_checked("published", "transformer", config, state)
     n_tags = config["n_tags"]
     tags = list(MSD_TOP50) if n_tags == len(MSD_TOP50) else [f"tag_{i}" for i in range(n_tags)]
     info = {"kind": "transformer", "config": config, "tags": tags, "frontend": frontend_params(),

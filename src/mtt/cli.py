@@ -23,9 +23,17 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An unusable argument is one line, `mtt CMD: error: argument --X: reason` (exit 2), with
+    a pointer to --help instead of the multi-line usage (subcommands inherit the class)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def main(argv=None) -> int:
     from mtt import __version__
-    parser = argparse.ArgumentParser(prog="mtt", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="mtt", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mtt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .checks import keep_output, nonnegative_int, output_folder, refuse_non_finite
 from .checkpoint import load_checkpoint
 from .data import keep_stored
 from .formats.evaluation import write_evaluation
@@ -24,16 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracks", required=True, type=Path, help="split TSV to evaluate on")
     parser.add_argument("--tags", required=True, type=Path, help="tag list (model output order)")
     parser.add_argument("--mels", required=True, nargs="+", type=Path, help="mel shards")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder")
+    parser.add_argument("--bootstrap", type=nonnegative_int, default=1000, help="bootstrap resamples (0: none)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed")
     add_prediction_arguments(parser)
 
 
 def run(args) -> int:
     try:
         report = evaluate(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, OSError, KeyError) as err:
         print(f"mtt evaluate: error: {err}", file=sys.stderr)
         return 2
     print(f"{args.out}: {report['n_songs']} songs, roc_auc={report['roc_auc']['macro']:.4f} "
@@ -74,11 +75,15 @@ def evaluate(args) -> dict:
     probs = predict_songs(model, store, track_ids, device, chunks=args.chunks,
                           whole_song=args.whole_song, frames=checkpoint_frames(model, info),
                           batch_size=args.batch_size, progress=True, precision=precision)
+    refuse_non_finite(probs, track_ids, store, args.checkpoint)
     report = tagging_report(labels, probs, tags, n_bootstrap=args.bootstrap, seed=args.seed)
     report["n_tags"] = len(tags)  # n_tags_evaluated of them, without excluded_tags
     report["checkpoint"] = str(args.checkpoint)
     report["tracks"] = str(args.tracks)
     report["prediction"] = "whole song" if args.whole_song else f"mean of {args.chunks} chunks"
     report["precision"] = precision
-    write_evaluation(args.out, report, track_ids, probs, labels, tags)
+    kept = keep_output(lambda out: write_evaluation(Path(out), report, track_ids, probs, labels,
+                                                    tags), args.out, "evaluate", folder=True)
+    if kept is not None:  # the work is done: keep it where it can be found
+        raise ValueError(f"cannot write {args.out}: {kept[1]}; the evaluation is in {kept[0]}")
     return report

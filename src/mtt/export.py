@@ -8,11 +8,13 @@ The tag names are stored in the model's metadata (`tags`, JSON).
 """
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .checks import input_file, output_file, positive_int
 from .api import features
 from .checkpoint import load_checkpoint
 from .frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, LogMel
@@ -21,9 +23,9 @@ OPSET = 18
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="an mtt or published-layout checkpoint")
-    parser.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--checkpoint", required=True, type=input_file, help="an mtt or published-layout checkpoint")
+    parser.add_argument("--onnx", required=True, metavar="FILE", type=output_file, help="the ONNX file to write")
+    parser.add_argument("--opset", type=positive_int, default=OPSET, help=f"ONNX opset (default {OPSET})")
 
 
 class WaveformTagger(nn.Module):
@@ -55,6 +57,7 @@ def export_onnx(checkpoint, path, opset=OPSET):
     model, info = load_checkpoint(checkpoint)
     wrapper = WaveformTagger(model).eval()
     example = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 22050 * 5)).astype(np.float32))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(wrapper, (example,), str(path), input_names=["waveform"],
                           output_names=["probabilities", "embedding"], opset_version=opset,

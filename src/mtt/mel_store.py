@@ -17,6 +17,16 @@ from mtt.formats.mel_shard import open_mel, read_index
 from mtt.frontend import DB_FLOOR, N_MELS
 
 
+class NonFiniteMel(ValueError):
+    """A song whose stored log-mel holds NaN or infinity, named with its shard, in one line: also
+    when a DataLoader worker raised it (torch rebuilds the error in the main process from a
+    message holding the worker's traceback, whose last line is this error's own)."""
+
+    def __init__(self, message=""):
+        last = str(message).strip().splitlines()[-1] if str(message).strip() else ""
+        super().__init__(last.split("NonFiniteMel: ", 1)[-1])
+
+
 class MelStore:
     def __init__(self, paths):
         if isinstance(paths, (str, os.PathLike)):
@@ -103,7 +113,11 @@ class MelStore:
         first = int(self._start[row]) + start
         block = torch.from_numpy(mel[first:first + frames])  # (frames, 128) float16
         # one pass that converts and transposes: twice as fast as numpy's astype + transpose
-        return torch.empty((N_MELS, len(block)), dtype=torch.float32).copy_(block.T).numpy()
+        out = torch.empty((N_MELS, len(block)), dtype=torch.float32).copy_(block.T)
+        if not torch.isfinite(out).all():  # a shard we wrote never holds any (issue 33)
+            raise NonFiniteMel(f"{self.paths[int(self._shard[row])]}: the log-mel of track "
+                               f"{self.track_ids[row]!r} holds NaN or infinite values")
+        return out.numpy()
 
     def _dataset(self, shard: int) -> h5py.Dataset:
         if self._pid != os.getpid():  # first use, or a new (forked) process: own handles

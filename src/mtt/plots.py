@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
+from .checks import output_folder
 from .atomic import atomic_path  # noqa: E402
 from .formats.evaluation import read_per_tag, read_predictions  # noqa: E402
 from .formats.split_folder import LABELED_SETS, SETS, read_tag_list  # noqa: E402
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="history.csv of each model")
     parser.add_argument("--split-dir", required=True, type=Path,
                         help="split folder: {train,valid,test,student,none}.tsv and tags.txt")
-    parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--out-dir", required=True, type=output_folder)
 
 
 def run(args) -> int:

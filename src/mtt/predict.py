@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .checks import positive_int
 from .frontend import seconds_to_frames
 from .models import to_channels_last
 
@@ -314,7 +315,7 @@ def add_prediction_arguments(parser) -> None:
     """--chunks N | --whole-song, --batch-size, --device, --threads, --precision: shared by
     evaluate and pseudo-label."""
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--chunks", type=int, default=8,
+    mode.add_argument("--chunks", type=positive_int, default=8,
                       help="evenly spaced chunks per song, predictions averaged (default 8)")
     mode.add_argument("--whole-song", action="store_true",
                       help="one pass over the whole song (transformer only)")
@@ -322,7 +323,7 @@ def add_prediction_arguments(parser) -> None:
                         help=f"model inputs per forward pass, or auto (the default: {CPU_BATCH} "
                         f"on the CPU, {CUDA_BATCH} on CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's choice)")
     add_precision_argument(parser)
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import load_checkpoint
+from .checks import keep_output, output_file, refuse_non_finite
 from .formats.pseudo_labels import write_pseudo_labels
 from .mel_store import MelStore
 from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
@@ -18,7 +19,7 @@ from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="teacher checkpoint")
     parser.add_argument("--mels", required=True, type=Path, help="one mel shard to label")
-    parser.add_argument("--out", required=True, type=Path, help="pseudo-label shard (.h5)")
+    parser.add_argument("--out", required=True, type=output_file, help="pseudo-label shard (.h5)")
     add_prediction_arguments(parser)
 
 
@@ -28,7 +29,7 @@ def run(args) -> int:
         return 0
     try:
         n_songs = pseudo_label(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, OSError, KeyError) as err:
         print(f"mtt pseudo-label: error: {err}", file=sys.stderr)
         return 2
     print(f"{args.out}: {n_songs} songs labeled", file=sys.stderr)
@@ -48,5 +49,11 @@ def pseudo_label(args) -> int:
     probs = predict_songs(model, store, track_ids, device, chunks=args.chunks,
                           whole_song=args.whole_song, frames=checkpoint_frames(model, info),
                           batch_size=args.batch_size, progress=True, precision=precision)
-    write_pseudo_labels(args.out, track_ids, probs, info["tags"], args.checkpoint, precision)
+    refuse_non_finite(probs, track_ids, store, args.checkpoint, "pseudo-labels")
+    kept = keep_output(lambda out: write_pseudo_labels(Path(out), track_ids, probs, info["tags"],
+                                                       args.checkpoint, precision),
+                       args.out, "pseudo-label")
+    if kept is not None:  # the work is done: keep it where it can be found
+        raise ValueError(f"cannot write {args.out}: {kept[1]}; the pseudo-labels are in "
+                         f"{kept[0]}")
     return len(track_ids)

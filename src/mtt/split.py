@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt.datasets import FORMATS, DatasetError, TrackTable, join_tags, load_tracks
+from mtt.checks import nonnegative_float, nonnegative_int, output_folder, positive_int
+from mtt.datasets import (FORMATS, DatasetError, TrackTable, check_npy_size, join_tags,
+                          load_tracks, read_npy_header)
 from mtt.formats.split_folder import LABELED_SETS, SETS, read_tag_list, write_split_folder
 from mtt.stratify import positive_rate_mad, stratified_split
 from mtt.tags import MSD_TOP50
@@ -31,23 +33,23 @@ def add_arguments(parser):
     source.add_argument("--metadata", help="metadata file of mtg-jamendo, mtat or tsv")
     source.add_argument("--tag-list", help="vocabulary file, one tag per line (model output "
                         "order); default: the MSD top 50 for msd, every tag for the others")
-    source.add_argument("--top-tags", type=int, help="keep only the N most frequent tags")
-    source.add_argument("--min-positives", type=int, metavar="N",
+    source.add_argument("--top-tags", type=positive_int, help="keep only the N most frequent tags")
+    source.add_argument("--min-positives", type=positive_int, metavar="N",
                         help="before splitting, drop the tags fewer than N tracks have (a tag "
                         "needs about N x the test share of them to have one in the test set); "
                         "tracks left with no tag become unlabeled")
-    source.add_argument("--min-tag-weight", type=float,
+    source.add_argument("--min-tag-weight", type=nonnegative_float,
                         help="msd: ignore Last.fm tags weighted below W (0-100)")
     source.add_argument("--audio-ext", default="mp3", help="msd: audio file extension")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.15, 0.15],
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder")
+    parser.add_argument("--fractions", type=nonnegative_float, nargs=3, default=[0.7, 0.15, 0.15],
                         metavar=("TRAIN", "VALID", "TEST"),
                         help="shares of labeled tracks (default 0.7 0.15 0.15)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--exclude-artists", choices=["all", "train"], default="all",
                         help="unlabeled tracks by artists of these labeled sets go to `none` "
                         "(default all: the student set shares no artist with any labeled set)")
-    parser.add_argument("--search-iterations", type=int, default=2000,
+    parser.add_argument("--search-iterations", type=nonnegative_int, default=2000,
                         help="local-search steps after iterative stratification (0: none)")
     parser.add_argument("--official-split", metavar="DIR",
                         help="use the dataset's official split instead of splitting: mtg-jamendo "
@@ -104,6 +106,13 @@ def run(args) -> int:
                         "search_iterations": args.search_iterations}
             if min_positives:
                 settings.update(min_positives=min_positives, dropped_tags=dropped)
+        labels_known = not (args.published and not args.format)
+        source = (getattr(args, "official_split", None) or args.published or args.metadata
+                  or args.track_metadata or args.lastfm_tags)
+        try:
+            check_usable(table, set_of_track, labels_known)
+        except ValueError as error:  # name the catalogue the split was made from
+            raise ValueError(f"{source}: {error}" if source else str(error)) from None
     except (DatasetError, ValueError, OSError) as error:
         print(f"mtt split: error: {error}", file=sys.stderr)
         return 2
@@ -111,6 +120,28 @@ def run(args) -> int:
     sizes = ", ".join(f"{s} {report['sets'][s]['tracks']}" for s in SETS)
     print(f"mtt split: {sizes}; mean MAD {report['mean_mad']}", file=sys.stderr)
     return 0
+
+
+def check_usable(table: TrackTable, set_of_track, labels_known=True) -> None:
+    """Refuse a split no model can be trained and evaluated on, naming what is missing: a
+    labeled set without songs, or (where the labels are known: not a published split imported
+    without metadata) tags without a positive song in train."""
+    empty = [name for name in LABELED_SETS if not (set_of_track == name).any()]
+    if empty:
+        sizes = ", ".join(f"{name} {int((set_of_track == name).sum())}" for name in LABELED_SETS)
+        raise ValueError(f"the split has no {' and no '.join(empty)} songs ({sizes}): the "
+                         "catalogue has too few labeled artists for these fractions (every "
+                         "artist's songs go to one set)")
+    if not labels_known or not len(table.tags):
+        return
+    positives = table.labels[set_of_track == "train"].sum(0)
+    missing = [tag for tag, n in zip(table.tags, positives) if n == 0]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f", ... ({len(missing)} in all)"
+                                           if len(missing) > 10 else "")
+        raise ValueError(f"{len(missing)} of {len(table.tags)} tags have no positive song in "
+                         f"train: {shown}; drop them (--min-positives, --top-tags or a "
+                         "--tag-list without them) or use a larger catalogue")
 
 
 def drop_rare_tags(table: TrackTable, min_positives: int):
@@ -178,6 +209,22 @@ class _IdArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"it would load {module}.{name}")
 
 
+def _load_binaries(path, expected):
+    """A {set}_binaries.npy label matrix of shape `expected`, its header checked first."""
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype = read_npy_header(path, f)
+            if dtype.hasobject:
+                raise DatasetError(path, "not a numeric numpy file (an object array)")
+            check_npy_size(path, f, shape, dtype, expected=expected)
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(path, f"not a numeric numpy file ({error})") from None
+
+
 def _load_ids(path):
     """A 1-D array of track IDs from `path`, never running code it holds: plain string arrays
     load with allow_pickle=False; object arrays (a published split may be one) go through an
@@ -188,6 +235,7 @@ def _load_ids(path):
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(f)
+            check_npy_size(path, f, shape, dtype, ndim=1)
             if not dtype.hasobject:
                 f.seek(0)
                 ids = np.load(f, allow_pickle=False)
@@ -233,10 +281,7 @@ def import_published(folder, table, vocab, audio_ext="mp3"):
         ids[name] = _load_ids(path)
         binary_path = folder / f"{name}_binaries.npy"
         if binary_path.exists():
-            try:
-                matrix = np.load(binary_path, allow_pickle=False)
-            except (OSError, ValueError) as error:
-                raise DatasetError(binary_path, f"not a numeric numpy file ({error})") from None
+            matrix = _load_binaries(binary_path, (len(ids[name]), len(vocab)))
             if matrix.shape != (len(ids[name]), len(vocab)):
                 raise DatasetError(binary_path, f"shape {matrix.shape} does not match "
                                    f"{len(ids[name])} IDs x {len(vocab)} tags")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .checks import nonnegative_int, output_file
 from .atomic import atomic_path
 from .checkpoint import read_checkpoint_meta
 from .formats.evaluation import read_metrics, read_predictions
@@ -47,12 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", nargs="*", type=Path, default=[],
                         help="predictions.h5 of each model (`mtt evaluate`), for the paired "
                         "student - supervised intervals of the comparison")
-    parser.add_argument("--bootstrap", type=int, default=1000,
+    parser.add_argument("--bootstrap", type=nonnegative_int, default=1000,
                         help="resamples of the paired intervals (0: none)")
-    parser.add_argument("--out", required=True, type=Path, help="summary table (TSV)")
-    parser.add_argument("--comparison", type=Path,
+    parser.add_argument("--out", required=True, type=output_file, help="summary table (TSV)")
+    parser.add_argument("--comparison", type=output_file,
                         help="also write the supervised vs noisy-student comparison (TSV)")
-    parser.add_argument("--html", type=Path,
+    parser.add_argument("--html", type=output_file,
                         help="also write the summary table as an HTML page (the report shows it)")
 
 

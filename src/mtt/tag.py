@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .checks import input_file, keep_output, output_file, positive_float, positive_int
 from .api import PRECISION_CHOICES, Tagger, chunk_starts  # noqa: F401  (chunk_starts: part of this module's interface)
 
 AUDIO_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".aif", ".aiff", ".au"}
@@ -23,27 +24,27 @@ AUDIO_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".aif", ".ai
 def add_arguments(parser):
     parser.add_argument("inputs", nargs="+", metavar="AUDIO_OR_FOLDER",
                         help="audio files, or folders searched recursively for audio files")
-    parser.add_argument("--checkpoint", required=True, help="an mtt or published-layout checkpoint")
-    parser.add_argument("--top-k", type=int, default=5, help="tags shown per file (default 5)")
+    parser.add_argument("--checkpoint", required=True, type=input_file, help="an mtt or published-layout checkpoint")
+    parser.add_argument("--top-k", type=positive_int, default=5, help="tags shown per file (default 5)")
     parser.add_argument("--all-tags", action="store_true", help="show every tag's probability")
     parser.add_argument("--format", choices=["text", "json", "tsv"], default="text")
     parser.add_argument("--taggram", action="store_true",
                         help="also give every chunk's probabilities with its start time")
-    parser.add_argument("--embeddings", metavar="FILE",
+    parser.add_argument("--embeddings", metavar="FILE", type=output_file,
                         help="write song embeddings to FILE: .npy (files x dim, in output order) "
                              "or .h5 (paths, song and per-chunk embeddings, chunk start times)")
-    parser.add_argument("--out", metavar="FILE", help="write the results to FILE instead of stdout")
+    parser.add_argument("--out", metavar="FILE", type=output_file, help="write the results to FILE instead of stdout")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", default="fp32",
                         choices=PRECISION_CHOICES,
                         help="fp32 (exact), bf16 autocast, auto (bf16 where the training commands "
                              "take it), or float16 autocast")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="chunks per forward pass (default 4 on the CPU, 256 on CUDA). Peak "
                         "memory is set by it, not by the files' length: 0.9 / 1.1 / 1.4 GB at "
                         "1 / 2 / 4 for the paper-size teacher on CPU, batch 4 using 0.7x the CPU "
                         "time of batch 1")
-    parser.add_argument("--chunk-seconds", type=float, default=None,
+    parser.add_argument("--chunk-seconds", type=positive_float, default=None,
                         help="chunk length (default: the model's training crop, 10 s for the transformer)")
 
 
@@ -92,15 +93,41 @@ def run(args) -> int:
         if args.embeddings:
             embedded.append((paths[i], out))
     text = format_results(results, args.format, args.taggram)
+    for err in errors:
+        print(f"mtt tag: error: {' '.join(str(err).split())}", file=sys.stderr)
+    failed = False
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        failed |= not keep_written(args.out, lambda path: made_parent(path).write_text(
+            text, encoding="utf-8"))
     else:
         sys.stdout.write(text)
     if args.embeddings:
-        write_embeddings(args.embeddings, embedded)
-    for err in errors:
-        print(f"mtt tag: error: {' '.join(str(err).split())}", file=sys.stderr)
-    return 1 if errors else 0
+        failed |= not keep_written(args.embeddings,
+                                   lambda path: write_embeddings(made_parent(path), embedded))
+    return 1 if errors or failed else 0
+
+
+def made_parent(path) -> Path:
+    """`path`, its folder made if missing (as every mtt command does for its outputs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def keep_written(path, write) -> bool:
+    """`write(path)`, or what was computed in a temporary file when that fails at the end
+    (`mtt.checks.keep_output`), with one line saying why and where; False when `path` failed."""
+    try:
+        kept = keep_output(write, path, "tag")
+    except OSError as err:
+        print(f"mtt tag: error: {err}", file=sys.stderr)
+        return False
+    if kept is None:
+        return True
+    fallback, reason = kept
+    print(f"mtt tag: error: cannot write {path}: {reason}; the results are in {fallback}",
+          file=sys.stderr)
+    return False
 
 
 def format_results(results, fmt, taggram=False) -> str:

@@ -31,6 +31,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .checks import output_folder
 from . import resume
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -87,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--tags", required=True, type=Path, help="tag list (model output order)")
     data.add_argument("--mels", required=True, nargs="+", type=Path,
                       help="mel shards holding the train and valid songs")
-    data.add_argument("--out", required=True, type=Path, help="output folder")
+    data.add_argument("--out", required=True, type=output_folder, help="output folder")
     groups = {title: parser.add_argument_group(title)
               for title in ("model", "optimisation", "noisy student")}
     student = groups["noisy student"]

@@ -1,6 +1,5 @@
 """Shared helpers: config validation, model names, command-line options from config entries."""
 import re
-import shlex
 from pathlib import Path
 
 from jsonschema import ValidationError
@@ -48,13 +47,18 @@ def benchmark_path(rule, name="benchmark"):
 
 
 def cli_options(options):
-    """`{"conv_channels": 32, "lr": 0.001}` -> `--conv-channels 32 --lr 0.001`; a list value
-    gives its items: `{"mels": ["a.h5", "b.h5"]}` -> `--mels a.h5 b.h5`."""
-    return " ".join(
-        f"--{key.replace('_', '-')} "
-        + " ".join(shlex.quote(str(v)) for v in (value if isinstance(value, list) else [value]))
+    """`{"conv_channels": 32, "lr": 0.001}` -> `["--conv-channels", "32", "--lr", "0.001"]`; a
+    list value gives its items: `{"mels": ["a.h5", "b.h5"]}` -> `["--mels", "a.h5", "b.h5"]`.
+
+    A list of arguments, one item each: the rules put it in their shell command as
+    `{params.NAME:q}`, which quotes every item on its own, so a value reaches `mtt` as exactly
+    one argument whatever characters it holds (spaces, quotes, `;`, `$(...)`, newlines)."""
+    return [
+        item
         for key, value in options.items()
-    )
+        for item in [f"--{key.replace('_', '-')}"]
+        + [str(v) for v in (value if isinstance(value, list) else [value])]
+    ]
 
 
 def stage_resources(stage, gpu=False):
@@ -94,9 +98,10 @@ def train_command():
     process per GPU or, on CPU, gloo); each process gets `resources.train.threads` threads."""
     processes = train_processes()
     if processes == 1:
-        return "python -m mtt.cli train"
-    return (f"OMP_NUM_THREADS={config['resources']['train']['threads']} "
-            f"torchrun --standalone --nproc-per-node {processes} -m mtt.cli train")
+        return ["python", "-m", "mtt.cli", "train"]
+    return ["env", f"OMP_NUM_THREADS={config['resources']['train']['threads']}",
+            "torchrun", "--standalone", "--nproc-per-node", str(processes), "-m", "mtt.cli",
+            "train"]
 
 
 # ---- models ------------------------------------------------------------------------------
@@ -206,6 +211,8 @@ def check_config():
     def fail(where, reason):
         raise WorkflowError(f"Invalid configuration at {where}: {reason}")
 
+    if re.search(r"[{}]", str(config["results"])):
+        fail("results", f"{config['results']!r}: braces would be read as Snakemake wildcards")
     fractions = config["split"]["fractions"]
     if abs(sum(fractions) - 1) > 1e-6:
         fail("split > fractions", f"{fractions} sum to {sum(fractions):g}; they must sum to 1")
@@ -258,18 +265,21 @@ def split_inputs(wildcards):
     return files
 
 
-def split_options(wildcards, input):
-    """`mtt split` options naming the dataset: the demo is a small MSD."""
+def split_options(wildcards):
+    """`mtt split` options naming the dataset (the demo is a small MSD) and its vocabulary: a
+    function of the config only, not of `input`, so that Snakemake sees a changed value and
+    reruns the split (params that read `input` are left out of its rerun check)."""
     dataset = config["dataset"]
     if DEMO:
-        demo = Path(input.demo)
+        demo = Path(demo_dir())
         options = {"format": "msd", "track_metadata": demo / "track_metadata.db",
                    "lastfm_tags": demo / "lastfm_tags.db", "tag_list": demo / "tags.txt"}
     else:
         options = {"format": dataset["format"]}
-        options.update({key: input[key] for key in input.keys()})
-    if "audio_ext" in dataset:
-        options["audio_ext"] = dataset["audio_ext"]
+        options.update(build_split_inputs(wildcards))
+    for key in ("audio_ext", "top_tags", "min_positives"):
+        if key in dataset:
+            options[key] = dataset[key]
     return cli_options(options)
 
 
@@ -278,8 +288,9 @@ def audio_inputs(wildcards):
     return {"demo": demo_dir()} if DEMO else {}
 
 
-def audio_root(wildcards, input):
-    return Path(input.demo) / "audio" if DEMO else config["dataset"]["audio_root"]
+def audio_root(wildcards):
+    """A function of the config only (not of `input`): a new audio_root replans preprocess."""
+    return str(Path(demo_dir()) / "audio") if DEMO else str(config["dataset"]["audio_root"])
 
 
 def shard_index(wildcards):

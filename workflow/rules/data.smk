@@ -21,8 +21,8 @@ rule demo_data:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli demo-data --out {output} {params.size} --workers {threads}"
-        " > {log} 2>&1"
+        "python -m mtt.cli demo-data --out {output:q} {params.size:q} --workers {threads}"
+        " > {log:q} 2>&1"
 
 
 rule build_splits:
@@ -34,17 +34,10 @@ rule build_splits:
         report=f"{RESULTS}/split/report.json",
     params:
         # the dataset's options and the vocabulary's (when given: a run without them is not
-        # redone for a change of its command)
-        dataset=lambda wildcards, input: " ".join(
-            [split_options(wildcards, input)]
-            + [
-                cli_options({key: value})
-                for key, value in config["dataset"].items()
-                if key in ("top_tags", "min_positives")
-            ]
-        ),
-        out=lambda wildcards, output: Path(output.tags).parent,
-        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        # redone for a change of its command); functions of the config only (see split_options)
+        dataset=split_options,
+        out=lambda wildcards, output: str(Path(output.tags).parent),
+        fractions=[str(f) for f in config["split"]["fractions"]],
         seed=config["split"]["seed"],
         exclude_artists=config["split"]["exclude_artists"],
     log:
@@ -58,9 +51,9 @@ rule build_splits:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli split {params.dataset} --out {params.out}"
-        " --fractions {params.fractions} --seed {params.seed}"
-        " --exclude-artists {params.exclude_artists} > {log} 2>&1"
+        "python -m mtt.cli split {params.dataset:q} --out {params.out:q}"
+        " --fractions {params.fractions:q} --seed {params.seed:q}"
+        " --exclude-artists {params.exclude_artists:q} > {log:q} 2>&1"
 
 
 rule preprocess_mel:
@@ -88,7 +81,7 @@ rule preprocess_mel:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m mtt.cli preprocess --audio-root {params.audio_root}"
-        " --tracks {input.tracks} --out {output.mels} --failures {output.failures}"
-        " --shard-index {params.shard_index} --num-shards {params.num_shards}"
-        " --workers {threads} {params.min_seconds} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m mtt.cli preprocess --audio-root {params.audio_root:q}"
+        " --tracks {input.tracks:q} --out {output.mels:q} --failures {output.failures:q}"
+        " --shard-index {params.shard_index:q} --num-shards {params.num_shards:q}"
+        " --workers {threads} {params.min_seconds:q} > {log:q} 2>&1"

@@ -9,11 +9,11 @@ rule evaluate:
         per_tag=f"{RESULTS}/evaluation/{{model}}/per_tag.tsv",
         predictions=f"{RESULTS}/evaluation/{{model}}/predictions.h5",
     params:
-        out=lambda wildcards, output: Path(output.metrics).parent,
+        out=lambda wildcards, output: str(Path(output.metrics).parent),
         song=(
-            "--whole-song"
+            ["--whole-song"]
             if config["evaluate"]["whole_song"]
-            else f"--chunks {config['evaluate']['chunks']}"
+            else ["--chunks", str(config["evaluate"]["chunks"])]
         ),
         bootstrap=config["evaluate"]["bootstrap"],
         device=config["device"],
@@ -29,9 +29,10 @@ rule evaluate:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli evaluate --threads {threads} --checkpoint {input.checkpoint}"
-        " --tracks {input.tracks} --tags {input.tags} --mels {input.mels} --out {params.out}"
-        " {params.song} --bootstrap {params.bootstrap} --device {params.device} --precision {params.precision} > {log} 2>&1"
+        "python -m mtt.cli evaluate --threads {threads} --checkpoint {input.checkpoint:q}"
+        " --tracks {input.tracks:q} --tags {input.tags:q} --mels {input.mels:q} --out {params.out:q}"
+        " {params.song:q} --bootstrap {params.bootstrap:q} --device {params.device:q}"
+        " --precision {params.precision:q} > {log:q} 2>&1"
 
 
 rule summarize:
@@ -73,10 +74,10 @@ rule summarize:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli summarize --metrics {input.evaluations} --histories {input.histories}"
-        " --checkpoints {input.checkpoints} --predictions {input.predictions}"
-        " --bootstrap {params.bootstrap} --out {output.summary} --comparison {output.comparison}"
-        " --html {output.summary_html} > {log} 2>&1"
+        "python -m mtt.cli summarize --metrics {input.evaluations:q} --histories {input.histories:q}"
+        " --checkpoints {input.checkpoints:q} --predictions {input.predictions:q}"
+        " --bootstrap {params.bootstrap:q} --out {output.summary:q} --comparison {output.comparison:q}"
+        " --html {output.summary_html:q} > {log:q} 2>&1"
 
 
 PLOTS = {
@@ -108,8 +109,8 @@ rule report:
             for name, title in PLOTS.items()
         },
     params:
-        split_dir=lambda wildcards, input: Path(input.tags).parent,
-        out=lambda wildcards, output: Path(output.pr_curves).parent,
+        split_dir=lambda wildcards, input: str(Path(input.tags).parent),
+        out=lambda wildcards, output: str(Path(output.pr_curves).parent),
     log:
         log_path("report"),
     benchmark:
@@ -120,6 +121,6 @@ rule report:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli plots --per-tag {input.per_tag} --predictions {input.predictions}"
-        " --histories {input.histories} --split-dir {params.split_dir} --out-dir {params.out}"
-        " > {log} 2>&1"
+        "python -m mtt.cli plots --per-tag {input.per_tag:q} --predictions {input.predictions:q}"
+        " --histories {input.histories:q} --split-dir {params.split_dir:q} --out-dir {params.out:q}"
+        " > {log:q} 2>&1"

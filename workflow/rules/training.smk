@@ -12,7 +12,7 @@ rule train_teacher:
         best=f"{RESULTS}/models/teacher/best.ckpt",
         history=f"{RESULTS}/models/teacher/history.csv",
     params:
-        out=lambda wildcards, output: Path(output.best).parent,
+        out=lambda wildcards, output: str(Path(output.best).parent),
         options=train_options("teacher"),
         device=config["device"],
         precision=config["precision"],
@@ -29,10 +29,10 @@ rule train_teacher:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "{params.command} --fresh-unless-interrupted --threads {params.threads}"
-        " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
-        " --out {params.out} {params.options} --device {params.device} --precision {params.precision}"
-        " > {log} 2>&1"
+        "{params.command:q} --fresh-unless-interrupted --threads {params.threads:q}"
+        " --train {input.train:q} --valid {input.valid:q} --tags {input.tags:q} --mels {input.mels:q}"
+        " --out {params.out:q} {params.options:q} --device {params.device:q}"
+        " --precision {params.precision:q} > {log:q} 2>&1"
 
 
 # The ResNet family's teacher: the same stage with its own settings and outputs.
@@ -41,7 +41,7 @@ use rule train_teacher as train_resnet_teacher with:
         best=f"{RESULTS}/models/resnet_teacher/best.ckpt",
         history=f"{RESULTS}/models/resnet_teacher/history.csv",
     params:
-        options=train_options("resnet_teacher") if "resnet_teacher" in supervised_models() else "",
+        options=train_options("resnet_teacher") if "resnet_teacher" in supervised_models() else [],
     log:
         log_path("train_resnet_teacher"),
     benchmark:
@@ -69,9 +69,9 @@ rule pseudo_label:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli pseudo-label --threads {threads} --checkpoint {input.checkpoint}"
-        " --mels {input.mels} --out {output} --batch-size {params.batch_size}"
-        " --device {params.device} --precision {params.precision} > {log} 2>&1"
+        "python -m mtt.cli pseudo-label --threads {threads} --checkpoint {input.checkpoint:q}"
+        " --mels {input.mels:q} --out {output:q} --batch-size {params.batch_size:q}"
+        " --device {params.device:q} --precision {params.precision:q} > {log:q} 2>&1"
 
 
 # A student's label_blend: its teacher's predictions for the labeled training songs, one job per
@@ -102,7 +102,7 @@ rule train_student:
         best=f"{RESULTS}/models/{{student}}/best.ckpt",
         history=f"{RESULTS}/models/{{student}}/history.csv",
     params:
-        out=lambda wildcards, output: Path(output.best).parent,
+        out=lambda wildcards, output: str(Path(output.best).parent),
         options=student_train_options,
         device=config["device"],
         precision=config["precision"],
@@ -119,8 +119,8 @@ rule train_student:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "{params.command} --fresh-unless-interrupted --threads {params.threads}"
-        " --train {input.train} --valid {input.valid} --tags {input.tags} --mels {input.mels}"
-        " --unlabeled-mels {input.unlabeled} --pseudo-labels {input.pseudo_labels}"
-        " --out {params.out} {params.options} --device {params.device} --precision {params.precision}"
-        " > {log} 2>&1"
+        "{params.command:q} --fresh-unless-interrupted --threads {params.threads:q}"
+        " --train {input.train:q} --valid {input.valid:q} --tags {input.tags:q} --mels {input.mels:q}"
+        " --unlabeled-mels {input.unlabeled:q} --pseudo-labels {input.pseudo_labels:q}"
+        " --out {params.out:q} {params.options:q} --device {params.device:q}"
+        " --precision {params.precision:q} > {log:q} 2>&1"

@@ -4,8 +4,8 @@ A track table holds, for each track, its ID, its artist's ID, its audio path rel
 root, and a boolean label row over a tag vocabulary (the model's output order). The split and the
 rest of the pipeline only ever see this table, whatever the dataset.
 """
+import os
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,33 @@ class DatasetError(Exception):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+def check_npy_size(path, f, shape, dtype, ndim=None, expected=None):
+    """A .npy header's claims against the file, before anything is allocated: the number of
+    dimensions (or the whole shape) expected, and as many bytes after the header as the shape
+    declares (an object array: at least one byte per element)."""
+    if ndim is not None and len(shape) != ndim:
+        raise DatasetError(path, f"expected a {ndim}-D array, its header declares shape {shape}")
+    if expected is not None and tuple(shape) != tuple(expected):
+        raise DatasetError(path, f"shape {tuple(shape)} does not match {expected[0]} IDs x "
+                                 f"{expected[1]} tags")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    declared = count if dtype.hasobject else count * dtype.itemsize
+    stored = os.fstat(f.fileno()).st_size - f.tell()
+    if declared > stored:
+        raise DatasetError(path, f"its header declares {tuple(shape)} {dtype} ({declared:,} "
+                                 f"bytes) but the file holds {stored:,} bytes of data")
+
+
+def read_npy_header(path, f):
+    """(shape, fortran order, dtype) of the .npy file open as `f`, its data next."""
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    return read_header(f)
 
 
 @dataclass

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtt.datasets import DatasetError, TrackTable, check_unique_ids, read_tab_table
+from mtt.datasets import (DatasetError, TrackTable, check_npy_size, check_unique_ids,
+                          read_npy_header, read_tab_table)
 
 
 def artist_of_mp3_path(mp3_path: str) -> str:
@@ -78,7 +79,13 @@ def read_official_split(folder) -> dict:
         if not path.is_file():
             raise DatasetError(path, "official split file not found")
         try:
-            entries = np.load(path, allow_pickle=False)
+            with open(path, "rb") as f:  # the header's claims checked before loading
+                shape, _, dtype = read_npy_header(path, f)
+                if dtype.hasobject:
+                    raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+                check_npy_size(path, f, shape, dtype)
+                f.seek(0)
+                entries = np.load(f, allow_pickle=False)
         except ValueError as err:
             raise DatasetError(path, f"not a numpy string array ({err})") from None
         if entries.dtype.kind not in "US":

@@ -25,6 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from mtt.checks import nonnegative_int, output_folder, positive_float, positive_int
 from mtt.datasets.msd import LASTFM_TAGS, TRACK_METADATA
 from mtt.demo.catalogue import TAGS, Song, make_catalogue
 from mtt.demo.labels import observe_all, observed_tags
@@ -38,16 +39,16 @@ SIZES = {"default": {"songs": 2000, "seconds": 20.0}, "small": {"songs": 240, "s
 
 
 def add_arguments(parser):
-    parser.add_argument("--out", required=True, help="output folder (replaced if it holds an "
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder (replaced if it holds an "
                         "earlier demo dataset)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--size", choices=sorted(SIZES), default="default",
                         help="default: %(songs)d songs of %(seconds)g s; small: %(s)d of %(t)g s"
                         % {**SIZES["default"], "s": SIZES["small"]["songs"],
                            "t": SIZES["small"]["seconds"]})
-    parser.add_argument("--songs", type=int, help="number of songs (overrides --size)")
-    parser.add_argument("--seconds", type=float, help="song length in s (overrides --size)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--songs", type=positive_int, help="number of songs (overrides --size)")
+    parser.add_argument("--seconds", type=positive_float, help="song length in s (overrides --size)")
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                         help="processes rendering audio (default: the CPU count)")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mtt.atomic import atomic_path
+from mtt.formats.hdf5 import checked_dataset
 from mtt.tsv import read_tsv
 
 PER_TAG_COLUMNS = ["tag", "roc_auc", "pr_auc", "positives"]
@@ -75,11 +76,28 @@ def read_predictions(path: Path) -> dict:
     to agree in shape."""
     try:
         with h5py.File(path, "r") as f:
-            tracks = [t.decode() if isinstance(t, bytes) else str(t) for t in f["track_id"][:]]
-            probs, labels = f["probs"][:], f["labels"][:]
+            # in the file itself and as large as declared (mtt.formats.hdf5), shapes agreeing,
+            # before anything is read
+            found = {key: checked_dataset(f, key, path) for key in ("track_id", "probs", "labels")}
+            missing = [key for key, dataset in found.items() if dataset is None]
+            if missing:
+                raise KeyError(f"no {missing[0]!r} dataset")
+            shapes = {key: dataset.shape for key, dataset in found.items()}
+            if shapes["probs"] != shapes["labels"] or len(shapes["probs"]) != 2 or \
+                    shapes["track_id"] != shapes["probs"][:1]:
+                raise ValueError(f"{path}: track_id {shapes['track_id']}, probs "
+                                 f"{shapes['probs']} and labels {shapes['labels']} disagree")
+            tracks = [t.decode() if isinstance(t, bytes) else str(t) for t in found["track_id"][:]]
+            probs, labels = found["probs"][:], found["labels"][:]
     except (OSError, KeyError) as err:
         raise ValueError(f"{path}: not a predictions file of `mtt evaluate` ({err})") from None
     if probs.shape != labels.shape or probs.ndim != 2 or len(tracks) != len(probs):
         raise ValueError(f"{path}: track_id, probs {probs.shape} and labels {labels.shape} "
                          "disagree")
+    if probs.dtype.kind != "f" or not np.isfinite(probs).all() or \
+            (probs.size and (probs.min() < 0 or probs.max() > 1)):
+        raise ValueError(f"{path}: probs must be finite probabilities in [0, 1] (some are NaN, "
+                         "infinite or out of range)")
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{path}: labels must be 0 or 1")
     return {"path": path, "tracks": tracks, "probs": probs, "labels": labels}

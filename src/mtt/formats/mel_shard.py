@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from mtt.atomic import atomic_path
+from mtt.formats.hdf5 import DatasetRefused, checked_dataset
 from mtt.frontend import N_MELS, frontend_params
 
 FORMAT = "mtt-mel-shard"
@@ -139,18 +140,30 @@ def read_index(path: str) -> tuple[list[str], np.ndarray]:
             if stored != expected:
                 raise ValueError(f"{path}: made with a different front end "
                                  f"({key}={stored!r}, this code uses {expected!r})")
+        datasets = {}
         for key in ("mel", "offset", "track_id"):
-            if not isinstance(shard.get(key), h5py.Dataset):
+            # stored in the file, as large on disk as declared (mtt.formats.hdf5): checked
+            # before anything is read
+            datasets[key] = checked_dataset(shard, key, path)
+            if datasets[key] is None:
                 raise ValueError(f"{path}: not a mel shard (no {key!r} dataset)")
-        mel, offset = shard["mel"], shard["offset"]
+        if "num_samples" in shard:
+            checked_dataset(shard, "num_samples", path)
+        mel, offset = datasets["mel"], datasets["offset"]
         if mel.ndim != 2 or mel.shape[1] != N_MELS or mel.dtype.kind != "f":
             raise ValueError(f"{path}: 'mel' is {mel.dtype} {mel.shape}; a shard's mel is "
                              f"float (frames, {N_MELS})")
         if offset.ndim != 1 or offset.dtype.kind not in "iu":
             raise ValueError(f"{path}: 'offset' is {offset.dtype} {offset.shape}; expected "
                              "1-D integers")
+        ids = datasets["track_id"]
+        if ids.ndim != 1:
+            raise ValueError(f"{path}: 'track_id' is {ids.shape}; expected 1-D strings")
+        if len(offset) != len(ids) + 1:  # shapes agree before any is read
+            raise ValueError(f"{path}: offset has {len(offset)} entries for "
+                             f"{len(ids)} tracks (expected one more)")
         try:
-            track_ids = list(shard["track_id"].asstr()[()])
+            track_ids = list(datasets["track_id"].asstr()[()])
         except (TypeError, ValueError, OSError) as error:
             raise ValueError(f"{path}: 'track_id' is not a list of strings ({error})") from None
         offsets = offset[()].astype(np.int64)
@@ -172,7 +185,16 @@ def open_mel(path: str) -> h5py.Dataset:
     """The `mel` dataset of a shard, open for reading slices (close it with `.file.close()`)."""
     # shards never change once renamed into place: no HDF5 file locks, which some cluster file
     # systems do not support
-    return h5py.File(path, "r", locking=False)["mel"]
+    shard = h5py.File(path, "r", locking=False)
+    try:
+        mel = checked_dataset(shard, "mel", path)
+    except DatasetRefused:
+        shard.close()
+        raise
+    if mel is None:
+        shard.close()
+        raise ValueError(f"{path}: not a mel shard (no 'mel' dataset)")
+    return mel
 
 
 def write_failures(path: Path, failures: list[tuple[int, str, str, str]]) -> None:
