@@ -239,8 +239,9 @@ def test_filter_curve_matches_the_filter_applied_to_the_waveform():
     taps = 2 * cutoff * np.hanning(2 * half + 1) * np.sinc(2 * cutoff * time)
     filtered = np.convolve(noise, taps / taps.sum(), mode="same")
     logmel = LogMel()
-    mean_power = lambda w: torch.pow(10, logmel(torch.tensor(w, dtype=torch.float32)) / 10  # noqa: E731
-                                     ).mean(-1)
+
+    def mean_power(wave):
+        return torch.pow(10, logmel(torch.tensor(wave, dtype=torch.float32)) / 10).mean(-1)
     measured = band_db(mean_power(filtered)) - band_db(mean_power(noise))
     curve = paper.filter_curve_db(torch.tensor([3000.0]), CPU)[0]
     keep = curve > -40

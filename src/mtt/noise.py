@@ -514,8 +514,9 @@ class MelNoise(nn.Module):
     """The student's input noise: the chosen transforms, each applied with probability `prob`
     (`paper`: its chain, each transform with the paper's own probability).
 
-    The order: stretch, the paper's chain, shift, gain, mixup, specaugment. In training mode `forward(x, targets, weights)` returns noised (x, targets, weights); in eval
-    mode it returns its inputs unchanged.
+    The order: stretch, the paper's chain, shift, gain, mixup, specaugment. In training mode
+    `forward(x, targets, weights)` returns noised (x, targets, weights); in eval mode it returns
+    its inputs unchanged.
     """
 
     def __init__(self, kinds=NOISE_KINDS, prob: float = 0.5, seed: int = 0):
