@@ -98,7 +98,7 @@ TRAIN_OPTION_VALUES = {
     "layers": 1, "heads": 4, "dropout": 0.2, "drop_path": 0.05, "crop_seconds": 1.5,
     "batch_size": 4, "lr": 0.002, "warmup_steps": 10, "lr_decay": 0.5, "lr_patience": 2,
     "ema_decay": 0.9, "select_by": "valid_pr_auc", "max_epochs": 3, "patience": 2,
-    "steps_per_epoch": 5, "valid_chunks": 3, "workers": 1, "seed": 7, "noise": "gain,shift",
+    "steps_per_epoch": 5, "valid_chunks": 3, "workers": 1, "seed": 7, "noise": "paper,shift",
     "noise_prob": 0.3}
 STUDENT_OPTION_VALUES = {
     "labeled_ratio": 0.25, "pseudo_weight": 0.5, "pseudo_mode": "threshold",

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO
 from mtt import train
-from mtt.noise import NOISE_KINDS
+from mtt.noise import EXTRA_KINDS, NOISE_KINDS, parse_noise_kinds
 from mtt.train_config import (IDENTITY_DEFAULTS, RULE, RUN_IDENTITY, STUDENT_OPTIONS,
                               TOP_LEVEL, TRAIN_OPTIONS, TRAIN_THREADS, TrainConfig, value_type,
                               parse_range)
@@ -64,8 +64,11 @@ def test_schema_and_dataclass_agree_on_type_choices_range_and_default(name):
         assert all(isinstance(value, kind) for value in node["enum"])
     elif name == "noise":  # comma-separated kinds, or none
         pattern = re.compile(node["pattern"])
-        for value in (*NOISE_KINDS, "none", ",".join(NOISE_KINDS)):
+        for value in (*NOISE_KINDS, *EXTRA_KINDS, "none", ",".join(NOISE_KINDS),
+                      ",".join(EXTRA_KINDS), "paper,mixup"):
             assert pattern.fullmatch(value), value
+            parse_noise_kinds(value)  # what the config accepts, mtt train accepts
+        assert not pattern.fullmatch("reverb") and not pattern.fullmatch("paper,")
     else:
         assert node["type"] == JSON_TYPE[kind]
     if "default" in node:

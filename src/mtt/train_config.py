@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 
-from .noise import NOISE_KINDS, parse_noise_kinds
+from .noise import EXTRA_KINDS, NOISE_KINDS, parse_noise_kinds
 from .predict import PRECISION_HELP, PRECISIONS
 from .tag_trust import MODES as TAG_TRUST_MODES
 
@@ -156,9 +156,13 @@ class TrainConfig:
         0.0, "labeled targets = (1 - B) * labels + B * teacher predictions (default 0: the "
         "labels alone)", group=STUDENT, allowed="[0, 1]", config=STUDENT_OPTIONS, older=0.0)
     noise: str = option(
-        "auto", f"input noise kinds, comma-separated from {', '.join(NOISE_KINDS)}, or none "
-        "(default: all for a student, none for a teacher)", group=STUDENT)
-    noise_prob: float = option(0.5, "probability of each noise kind per example", group=STUDENT)
+        "auto", f"input noise kinds, comma-separated from {', '.join(NOISE_KINDS + EXTRA_KINDS)}, "
+        "or none (default: all of the first four for a student, none for a teacher); paper: the "
+        "published code's chain as log-mel transforms, each with its own probability; stretch: "
+        "a random resized crop in time", group=STUDENT)
+    noise_prob: float = option(
+        0.5, "probability of each noise kind per example (not of paper's transforms: the "
+        "paper's own)", group=STUDENT)
 
     # ---------------------------------------------------------------- flags and checks
 
@@ -213,7 +217,8 @@ class TrainConfig:
         return {k: v for k, v in config.items() if v is not None}
 
     def noise_kinds(self, student: bool) -> tuple:
-        """--noise resolved: auto is every kind for a student, none for a teacher."""
+        """--noise resolved: auto is every kind of NOISE_KINDS for a student (never paper or
+        stretch), none for a teacher."""
         noise = ("all" if student else "none") if self.noise == "auto" else self.noise
         return NOISE_KINDS if noise == "all" else parse_noise_kinds(noise)
 
