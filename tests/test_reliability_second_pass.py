@@ -367,17 +367,28 @@ def test_a_two_artist_catalogue_is_refused_naming_the_empty_sets(tmp_path, capsy
     assert not out.exists()
 
 
-def test_a_tag_without_a_positive_in_train_is_refused_naming_it(tmp_path, capsys):
-    """One artist holds every `rare` song; with train the smallest share it goes elsewhere."""
+def test_a_tag_without_a_positive_in_train_is_named_and_no_tag_with_one_is_refused(tmp_path,
+                                                                                  capsys):
+    """One artist holds every `rare` song; with train the smallest share it goes elsewhere: the
+    split is written and `rare` named. A catalogue whose only tagged artist lands outside train
+    has nothing to learn: refused."""
     rows = [(f"t{i}", f"A{i}", "rock" if i % 2 else "pop") for i in range(60)]
     rows += [("r1", "R", "rare;rock"), ("r2", "R", "rare;pop")]
     catalogue = _catalogue(tmp_path / "cat.tsv", rows)
     out = tmp_path / "split"
     assert main(["split", "--format", "tsv", "--metadata", str(catalogue), "--out", str(out),
-                 "--fractions", "0.2", "0.4", "0.4"]) == 2
-    line = one_error_line(capsys.readouterr().err, catalogue)
-    assert "no positive song in train: rare" in line, line
-    assert not out.exists()
+                 "--fractions", "0.2", "0.4", "0.4"]) == 0
+    assert "no positive song in train, so no model learns them: rare" in capsys.readouterr().err
+    assert (out / "train.tsv").is_file()
+
+    from mtt.datasets import TrackTable
+    from mtt.split import check_usable
+    ids = np.array([f"t{i}" for i in range(6)], dtype=object)
+    labels = np.array([[0, 0], [0, 0], [1, 0], [0, 1], [1, 1], [0, 1]], np.uint8)
+    table = TrackTable(ids, ids.copy(), ids.copy(), labels, ["rock", "pop"])
+    sets = np.array(["train", "train", "valid", "valid", "test", "test"])  # train: no tag at all
+    with pytest.raises(ValueError, match="no tag has a positive song in train"):
+        check_usable(table, sets)
 
 
 def test_mtt_pseudo_label_refuses_nan_mels_naming_the_shard(tmp_path, checkpoint, capsys):

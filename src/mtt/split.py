@@ -125,7 +125,8 @@ def run(args) -> int:
 def check_usable(table: TrackTable, set_of_track, labels_known=True) -> None:
     """Refuse a split no model can be trained and evaluated on, naming what is missing: a
     labeled set without songs, or (where the labels are known: not a published split imported
-    without metadata) tags without a positive song in train."""
+    without metadata) no tag with a positive song in train. Tags of which train has no positive
+    are named on stderr: the split is usable, but the model cannot learn them."""
     empty = [name for name in LABELED_SETS if not (set_of_track == name).any()]
     if empty:
         sizes = ", ".join(f"{name} {int((set_of_track == name).sum())}" for name in LABELED_SETS)
@@ -136,12 +137,14 @@ def check_usable(table: TrackTable, set_of_track, labels_known=True) -> None:
         return
     positives = table.labels[set_of_track == "train"].sum(0)
     missing = [tag for tag, n in zip(table.tags, positives) if n == 0]
+    shown = ", ".join(missing[:10]) + (f", ... ({len(missing)} in all)" if len(missing) > 10 else "")
+    if len(missing) == len(table.tags):
+        raise ValueError(f"no tag has a positive song in train ({len(table.tags)} tags): "
+                         "nothing to learn; use a larger catalogue or other fractions")
     if missing:
-        shown = ", ".join(missing[:10]) + (f", ... ({len(missing)} in all)"
-                                           if len(missing) > 10 else "")
-        raise ValueError(f"{len(missing)} of {len(table.tags)} tags have no positive song in "
-                         f"train: {shown}; drop them (--min-positives, --top-tags or a "
-                         "--tag-list without them) or use a larger catalogue")
+        print(f"mtt split: warning: {len(missing)} of {len(table.tags)} tags have no positive "
+              f"song in train, so no model learns them: {shown} (--min-positives, --top-tags or "
+              "a --tag-list without them drops them)", file=sys.stderr)
 
 
 def drop_rare_tags(table: TrackTable, min_positives: int):
