@@ -57,7 +57,7 @@ class LogMel(nn.Module):
     The window and filterbank are torchaudio's MelSpectrogram buffers (the published model's
     `spec.*` entries); the forward pass is the same STFT written as frames -> rfft -> |.|^2 ->
     filterbank -> dB, equal to MelSpectrogram + AmplitudeToDB within 2e-5 dB and 2.3x as fast
-    on CPU (bench/README.md, optimization log). Frames are windowed and transformed in blocks of `FRAME_BLOCK`, so a
+    on CPU (docs/OPTIMIZATION_LOG.md). Frames are windowed and transformed in blocks of `FRAME_BLOCK`, so a
     block's spectrum is still in cache when it is squared. The filterbank is almost empty
     (each FFT bin feeds at most two of the 128 triangles: 1,011 of its 65,664 weights are not
     zero), so it is applied as `MEL_GROUPS` products of a group of bands with only the bins

@@ -109,7 +109,7 @@ def resolve_precision(precision: str, device: torch.device, *, native_bf16: bool
     1.88-1.97x our fp32 step, bf16 1.28-1.35x; Zen 4 EPYC: training 1.32x the reference in fp32 +
     channels-last, 1.12x in bf16 + channels-last). The paper's models gain from bf16 on both
     (Zen 4 EPYC, teacher, bf16 + channels-last: training 2.1x and inference 2.4x our fp32;
-    bench/README.md). `native_bf16` / `cuda_bf16` fake the device's capabilities (None: detect
+    docs/OPTIMIZATION_LOG.md). `native_bf16` / `cuda_bf16` fake the device's capabilities (None: detect
     them)."""
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -131,7 +131,7 @@ def resolve_precision(precision: str, device: torch.device, *, native_bf16: bool
 def channels_last_faster(model, device: torch.device, precision: str, *,
                          native_bf16: bool | None = None) -> bool:
     """Whether the model runs faster in channels-last memory format. Measured on CPU
-    (bench/README.md): for small CNNs in fp32 (demo C8/C16 models, 2-core AMD EPYC: 1.2-2.1x
+    (docs/OPTIMIZATION_LOG.md): for small CNNs in fp32 (demo C8/C16 models, 2-core AMD EPYC: 1.2-2.1x
     inference, 1.6-1.8x training; AMX Xeon: 1.9-2.0x inference); and for larger models in bf16 on
     a CPU with native bf16, where oneDNN's bf16 kernels want NHWC (the paper's teacher, bf16 +
     channels-last over our fp32: AMX Xeon 2.86x training and 3.67x inference, bf16 alone 1.51x /
