@@ -35,12 +35,11 @@ done
 
 work="$out.partial"
 rm -rf "$work" && mkdir -p "$work/wheels" "$work/reference"
-missing=$("$python312" - <<'PY'
-import re, tomllib
+missing=$(IMAGE_HAS="$image_has" "$python312" - <<'PY'
+import os, re, tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-image = {"torch", "torchaudio", "numpy", "h5py", "pandas", "scikit-learn", "scipy", "tqdm",
-         "pyyaml", "matplotlib", "pygments"}
-print(" ".join(d for d in deps if re.match(r"[A-Za-z0-9_.-]+", d)[0].lower() not in image))
+name = lambda d: re.match(r"[A-Za-z0-9_.-]+", d)[0].lower().replace("-", "_")
+print(" ".join(d for d in deps if not re.match(os.environ["IMAGE_HAS"], name(d) + "-")))
 PY
 )
 # shellcheck disable=SC2086  # one requirement per word, none with spaces

@@ -65,6 +65,30 @@ def small_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny untrained transformer checkpoint over TOY_TAGS, trained on 44-frame crops."""
+    torch.manual_seed(0)
+    model = build_model("transformer", len(TOY_TAGS), conv_channels=4, width=16, layers=1, heads=2)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    save_checkpoint(path, model, TOY_TAGS, meta={"training": {"crop_frames": 44}})
+    return path
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "error" in line.lower()]
+
+
+def assert_one_clear_line(err: str, *names):
+    """A refusal as users should see it: no traceback, one error line, naming each of `names`."""
+    assert "Traceback" not in err, err
+    errors = error_lines(err)
+    assert len(errors) == 1, err
+    for name in names:
+        assert str(name) in errors[0], errors[0]
+    return errors[0]
+
+
 def slow_case(*values):
     """A parametrize case for the slow tier only: the cases left in the fast tier keep each kind
     of check there, the others run with the full suite."""

@@ -9,7 +9,6 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from conftest import TOY_TAGS, make_toy, toy_song, write_shard, write_split
-from mtt.checkpoint import save_checkpoint
 from mtt.cli import main
 from mtt.formats.split_folder import read_split
 from mtt.mel_store import MelStore
@@ -26,15 +25,6 @@ def toy(tmp_path_factory):
     labels[:, 3] = 0
     write_split(root / "test.tsv", list(zip(ids, labels.astype(bool))))
     return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("transformer", len(TOY_TAGS), conv_channels=4, width=16, layers=1, heads=2)
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    save_checkpoint(path, model, TOY_TAGS, meta={"training": {"crop_frames": 44}})
-    return path
 
 
 def evaluate(toy, checkpoint, out, *extra):

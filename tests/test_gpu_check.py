@@ -31,11 +31,11 @@ def test_gpu_train_refuses_cuda_it_does_not_have(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before building anything
 
 
-def test_gpu_fidelity_on_cpu_meets_its_tolerances():
+def test_gpu_fidelity_on_cpu_meets_its_tolerances(reference_dir):
     """bench/gpu_fidelity.py, the GPU check's fidelity part, with the CPU standing in for the
     device: the reference checkpoint within 1e-5 of the original in fp32, 2e-2 in bf16."""
     result = subprocess.run([sys.executable, ROOT / "bench" / "gpu_fidelity.py", "--device", "cpu",
-                             "--reference", ROOT.parent / "shared" / "reference"],
+                             "--reference", reference_dir],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     figures = {k: float(v) for k, v in

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_CLIPS, TOY_TAGS, make_toy, train_args
-from mtt.checkpoint import save_checkpoint
+from conftest import REAL_CLIPS, TOY_TAGS, assert_one_clear_line, make_toy, train_args
 from mtt.cli import main
 from mtt.formats.pseudo_labels import read_pseudo_labels
-from mtt.models import build_model
 
 
 class CodeRunner:
@@ -27,32 +25,10 @@ class CodeRunner:
         return (exec, (f"open({self.marker!r}, 'w').write('code ran')",))
 
 
-def error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if "error" in line.lower()]
-
-
-def assert_one_clear_line(err: str, *names):
-    assert "Traceback" not in err, err
-    errors = error_lines(err)
-    assert len(errors) == 1, err
-    for name in names:
-        assert str(name) in errors[0], errors[0]
-    return errors[0]
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     return make_toy(tmp_path_factory.mktemp("toy"), n_train=8, n_valid=8, n_test=8,
                     n_unlabeled=0)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("transformer", len(TOY_TAGS), conv_channels=4, width=16, layers=1, heads=2)
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    save_checkpoint(path, model, TOY_TAGS, meta={"training": {"crop_frames": 44}})
-    return path
 
 
 # ------------------------------------------------------------------ no crafted file runs code

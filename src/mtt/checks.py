@@ -54,11 +54,7 @@ def output_file(text) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path}: is a folder, not a file to write")
-    existing = _nearest_existing(path.parent if str(path.parent) else Path("."))
-    if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{path}: {existing} is not writable")
+    _check_can_make(path, path.parent if str(path.parent) else Path("."))
     return path
 
 
@@ -68,12 +64,18 @@ def output_folder(text) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{path}: exists and is not a folder")
-    existing = _nearest_existing(path)
+    _check_can_make(path, path)
+    return path
+
+
+def _check_can_make(path: Path, folder: Path) -> None:
+    """`folder` (where `path` goes) exists or can be made: the nearest existing folder on its
+    path is a writable folder."""
+    existing = _nearest_existing(folder)
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"{path}: {existing} is not writable")
-    return path
 
 
 def input_file(text) -> Path:
