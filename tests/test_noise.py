@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtt.noise import (NOISE_KINDS, MelNoise, freq_shift, mixup, parse_noise_kinds,
-                       random_gain, spec_augment)
+from mtt.config import NOISE_KINDS, parse_noise_kinds
+from mtt.noise import MelNoise, freq_shift, mixup, random_gain, spec_augment
 
 
 def batch(b=6, frames=50):

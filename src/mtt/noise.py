@@ -22,26 +22,9 @@ import torch
 import torchaudio
 from torch import nn
 
+from .config.choices import EXTRA_KINDS, NOISE_KINDS, PAPER, STRETCH
 from .frontend import (DB_FLOOR, F_MAX, F_MIN, HOP_LENGTH, N_FFT, N_MELS, POWER_FLOOR,
                        SAMPLE_RATE)
-
-NOISE_KINDS = ("specaugment", "gain", "mixup", "shift")  # `all`, and `auto` for a student
-PAPER = "paper"  # the published code's chain (below), each transform with its own probability
-STRETCH = "stretch"  # a random resized crop along time, with the noise probability
-EXTRA_KINDS = (STRETCH, PAPER)  # chosen by name only: never part of `all` / `auto`
-
-
-def parse_noise_kinds(text: str | None) -> tuple[str, ...]:
-    """'specaugment,gain' -> ('specaugment', 'gain'); '' or 'none' -> ()."""
-    if text is None or text.strip().lower() in ("", "none"):
-        return ()
-    kinds = tuple(k.strip().lower() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in NOISE_KINDS + EXTRA_KINDS]
-    if unknown:
-        raise ValueError(f"unknown noise kind(s) {unknown}; choose from "
-                         f"{', '.join(NOISE_KINDS + EXTRA_KINDS)}")
-    return kinds
-
 
 # Each transform is two halves: `draw_*` takes its random parameters from the numpy generator on
 # the host (the same draws, in the same order, as it always has: a resumed run replays them), and

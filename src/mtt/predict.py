@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .checks import positive_int
+from .config.choices import PRECISION_HELP, PRECISIONS
 from .frontend import seconds_to_frames
 from .models import to_channels_last
 
@@ -47,12 +48,6 @@ def set_threads(threads: int | None) -> None:
         if threads < 1:
             raise ValueError("--threads must be at least 1")
         torch.set_num_threads(threads)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-PRECISION_HELP = ("fp32, bf16 autocast, or auto (default): bf16 where it is faster, on CUDA with "
-                  "bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for the demo's small CNNs "
-                  "there); fp32 elsewhere")
 
 
 @functools.cache

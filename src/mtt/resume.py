@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from .atomic import atomic_path
 from .checkpoint import one_line
-from .train_config import IDENTITY_DEFAULTS, RUN_IDENTITY
+from .config import IDENTITY_DEFAULTS, RUN_IDENTITY
 
 
 def input_files_stamp(paths) -> list:

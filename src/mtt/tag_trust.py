@@ -15,8 +15,6 @@ from sklearn.metrics import roc_auc_score
 from .checkpoint import load_checkpoint
 from .predict import checkpoint_frames, predict_songs
 
-MODES = ("none", "teacher_valid_auc")
-
 
 def teacher_tag_weights(checkpoint, tags, store, track_ids, labels, device, chunks,
                         precision: str = "fp32") -> np.ndarray:

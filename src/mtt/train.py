@@ -11,7 +11,7 @@ Noisy student (`--pseudo-labels`): every batch holds labeled and pseudo-labeled 
 student's inputs are noised in the mel domain (`mtt.noise`) while dropout / stochastic depth noise
 the model.
 
-The options of a run are `TrainConfig` (`mtt.train_config`); resuming from last.ckpt is
+The options of a run are `TrainConfig` (`mtt.config`); resuming from last.ckpt is
 `mtt.resume`.
 """
 import argparse
@@ -46,7 +46,7 @@ from .predict import (autocast, channels_last_faster, crop_frames, default_batch
                       inference_model, predict_songs, resolve_device, select_precision,
                       set_threads)
 from .tag_trust import teacher_tag_weights
-from .train_config import SELECT_BY, TrainConfig
+from .config import SELECT_BY, TrainConfig
 
 LOG_EVERY = 50  # steps between reads of the running training loss (a host-device sync on a GPU)
 HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "valid_roc_auc", "valid_pr_auc", "lr",

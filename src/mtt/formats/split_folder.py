@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from mtt.atomic import atomic_dir
+from mtt.config import SPLIT_SETS
 from mtt.datasets import DatasetError
 from mtt.tsv import read_tsv
 
-SETS = ("train", "valid", "test", "student", "none")
+SETS = SPLIT_SETS
 LABELED_SETS = ("train", "valid", "test")
 COLUMNS = ["track_id", "artist_id", "path", "tags"]
 

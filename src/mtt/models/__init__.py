@@ -1,22 +1,31 @@
-"""Model registry: `build_model(kind, n_tags, **config)`."""
+"""Model registry: `build_model(kind, n_tags, **config)`, a model of one of the families of
+`mtt.config.FAMILIES` (each family's class lives in its own file here)."""
+import importlib
+
 import torch
 
-from .resnet import ShortChunkResNet
-from .transformer import PRESETS, MusicTaggingTransformer
+from ..config import FAMILIES
 
-MODELS = {"transformer": MusicTaggingTransformer, "resnet": ShortChunkResNet}
+
+def model_class(kind: str):
+    """The nn.Module of family `kind`: `Family.model_class` in mtt/models/<Family.module>.py."""
+    if kind not in FAMILIES:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {sorted(FAMILIES)}")
+    family = FAMILIES[kind]
+    return getattr(importlib.import_module(f"{__name__}.{family.module}"), family.model_class)
 
 
 def build_model(kind: str, n_tags: int, preset: str | None = None, **config):
-    """A model of `kind`; `preset` (transformer only) fills defaults that `config` may override."""
-    if kind not in MODELS:
-        raise ValueError(f"unknown model kind {kind!r}; choose from {sorted(MODELS)}")
+    """A model of `kind`; `preset` (of the family's presets) fills defaults that `config` may
+    override."""
+    cls = model_class(kind)
     if preset is not None:
-        if kind != "transformer" or preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r} for {kind}; presets: {sorted(PRESETS)}")
-        config = {**PRESETS[preset], **config}
+        presets = FAMILIES[kind].presets
+        if preset not in presets:
+            raise ValueError(f"unknown preset {preset!r} for {kind}; presets: {sorted(presets)}")
+        config = {**presets[preset], **config}
     config.pop("n_tags", None)
-    return MODELS[kind](n_tags=n_tags, **config)
+    return cls(n_tags=n_tags, **config)
 
 
 def to_channels_last(model):
@@ -27,5 +36,4 @@ def to_channels_last(model):
     return model.to(memory_format=torch.channels_last)
 
 
-__all__ = ["MODELS", "PRESETS", "build_model", "to_channels_last", "MusicTaggingTransformer",
-           "ShortChunkResNet"]
+__all__ = ["build_model", "model_class", "to_channels_last"]

@@ -9,12 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PRESETS = {
-    "teacher": dict(conv_channels=128, width=256),
-    "compact_student": dict(conv_channels=128, width=64),
-}
-
-
 class ResBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus a (projected) shortcut, then ReLU and max-pooling."""
 

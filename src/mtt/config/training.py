@@ -16,18 +16,12 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 
-from .noise import EXTRA_KINDS, NOISE_KINDS, parse_noise_kinds
-from .predict import PRECISION_HELP, PRECISIONS
-from .tag_trust import MODES as TAG_TRUST_MODES
-
-# --select-by: the validation score that picks the kept epoch and counts the patience
-SELECT_BY = {"valid_loss": "lowest validation loss",
-             "valid_roc_auc": "highest validation macro ROC-AUC",
-             "valid_pr_auc": "highest validation macro PR-AUC",
-             "valid_auc": "highest mean of validation macro ROC-AUC and PR-AUC"}
+from .choices import (EXTRA_KINDS, NOISE_KINDS, PRECISION_HELP, PRECISIONS, SELECT_BY,
+                      TAG_TRUST_MODES, parse_noise_kinds)
+from .families import FAMILIES
 
 # Where the workflow's config sets an option (the `config` metadata): a key of the schema's
-# `train_options` (sections training, teacher, resnet_teacher, noisy_student and its students) or
+# `train_options` (sections training, each of teachers, noisy_student and its students) or
 # `student_options` (noisy_student and its students), a top-level key, the train resources, or
 # the training rules themselves.
 TRAIN_OPTIONS, STUDENT_OPTIONS = "train_options", "student_options"
@@ -43,16 +37,16 @@ _UNSET = object()
 
 
 def option(default, help=None, *, group, choices=None, allowed=None, config=TRAIN_OPTIONS,
-           identity=True, when=None, older=_UNSET, transformer_only=False):
+           identity=True, when=None, older=_UNSET):
     """A TrainConfig field. `allowed`: the values `mtt train` accepts, in interval notation
     ("[1, inf)", "(0, 1]"); `identity`: True (the value is part of the run identity), False, or
     the name of the identity entry that stands for it (`model_config`, `crop_frames`); `when`:
     (predicate(config, student), value the identity holds when the option does not act);
-    `older`: the value a last.ckpt written before this option was in the identity ran with;
-    `transformer_only`: a ResNet refuses it."""
+    `older`: the value a last.ckpt written before this option was in the identity ran with.
+    The options of identity `model_config` are the sizes: a family takes those it names
+    (`mtt.config.families`), and refuses the others."""
     metadata = {"help": help, "group": group, "choices": choices, "allowed": allowed,
-                "config": config, "identity": identity, "when": when,
-                "transformer_only": transformer_only}
+                "config": config, "identity": identity, "when": when}
     if older is not _UNSET:
         metadata["older"] = older
     return field(default=default, metadata=metadata)
@@ -65,23 +59,21 @@ MODEL, OPTIMISATION, STUDENT = "model", "optimisation", "noisy student"
 class TrainConfig:
     """The options of one training run (teacher, or noisy student with --pseudo-labels)."""
     # ---- model
-    model: str = option("transformer", group=MODEL, choices=("transformer", "resnet"))
+    model: str = option("transformer", group=MODEL, choices=tuple(FAMILIES))
     preset: str | None = option(
-        None, "transformer size preset (teacher C128/D256, compact_student C128/D64)",
-        group=MODEL, choices=("teacher", "compact_student"), identity="model_config",
-        transformer_only=True)
+        None, "size preset of the family (transformer: teacher C128/D256, compact_student "
+        "C128/D64)", group=MODEL,
+        choices=tuple(sorted({p for family in FAMILIES.values() for p in family.presets})),
+        identity="model_config")
     conv_channels: int | None = option(None, "CNN channels C", group=MODEL,
                                        identity="model_config")
-    width: int | None = option(None, "transformer width D", group=MODEL, identity="model_config",
-                               transformer_only=True)
-    layers: int | None = option(None, "transformer layers", group=MODEL, identity="model_config",
-                                transformer_only=True)
-    heads: int | None = option(None, "attention heads", group=MODEL, identity="model_config",
-                               transformer_only=True)
+    width: int | None = option(None, "transformer width D", group=MODEL, identity="model_config")
+    layers: int | None = option(None, "transformer layers", group=MODEL, identity="model_config")
+    heads: int | None = option(None, "attention heads", group=MODEL, identity="model_config")
     dropout: float | None = option(None, "dropout (model noise)", group=MODEL,
                                    identity="model_config")
     drop_path: float | None = option(None, "stochastic depth rate (model noise)", group=MODEL,
-                                     identity="model_config", transformer_only=True)
+                                     identity="model_config")
     crop_seconds: float | None = option(
         None, "training crop / validation chunk length (default: the model's, 10 s for the "
         "transformer)", group=MODEL, identity="crop_frames")
@@ -188,8 +180,8 @@ class TrainConfig:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
     def check(self, student: bool) -> None:
-        """Each option's range, the threshold of threshold mode, and what a ResNet refuses;
-        ValueError naming the flag."""
+        """Each option's range, the threshold of threshold mode, and the sizes the model's
+        family does not take; ValueError naming the flag."""
         if student and self.pseudo_mode == "threshold" and \
                 not 0.5 < self.pseudo_threshold < 1.0:  # at start, not on the first step
             raise ValueError(f"--pseudo-mode threshold needs --pseudo-threshold in (0.5, 1), "
@@ -198,23 +190,20 @@ class TrainConfig:
             value, allowed = getattr(self, f.name), f.metadata["allowed"]
             if allowed is not None and value is not None and not _within(value, allowed):
                 raise ValueError(f"--{f.name.replace('_', '-')} must be {_wording(allowed)}")
-        for f in fields(self):
-            if self.model == "resnet" and f.metadata["transformer_only"] and \
-                    getattr(self, f.name) is not None:
-                raise ValueError(f"--{f.name.replace('_', '-')} does not apply to the resnet")
+        refused = refused_sizes(self.model, {f.name: getattr(self, f.name) for f in fields(self)
+                                             if getattr(self, f.name) is not None})
+        if refused:
+            raise ValueError(f"--{refused[0].replace('_', '-')} does not apply to the "
+                             f"{self.model}")
 
     # ------------------------------------------------------------------------ the model
 
     def model_config(self) -> dict:
-        """Constructor keywords from the explicit size/noise options (the preset is applied by
-        `build_model`)."""
-        if self.model == "resnet":
-            config = {"channels": self.conv_channels, "dropout": self.dropout}
-        else:
-            config = {"conv_channels": self.conv_channels, "width": self.width,
-                      "layers": self.layers, "heads": self.heads, "dropout": self.dropout,
-                      "drop_path": self.drop_path}
-        return {k: v for k, v in config.items() if v is not None}
+        """Constructor keywords from the explicit size/noise options the family takes (the
+        preset is applied by `build_model`)."""
+        options = FAMILIES[self.model].options
+        return {keyword: getattr(self, name) for name, keyword in options.items()
+                if getattr(self, name) is not None}
 
     def noise_kinds(self, student: bool) -> tuple:
         """--noise resolved: auto is every kind of NOISE_KINDS for a student (never paper or
@@ -245,6 +234,19 @@ class TrainConfig:
             identity[f.name] = value
         identity["tags"] = resolved["tags"]
         return identity
+
+
+# The options that size a model: each family takes some of them (`Family.options`, `presets`).
+SIZE_OPTIONS = tuple(f.name for f in fields(TrainConfig)
+                     if f.metadata["identity"] == "model_config")
+
+
+def refused_sizes(model: str, options: dict) -> list:
+    """The size options in `options` that family `model` does not take (a preset where it has
+    none), in field order."""
+    family = FAMILIES[model]
+    takes = set(family.options) | ({"preset"} if family.presets else set())
+    return [name for name in SIZE_OPTIONS if name in options and name not in takes]
 
 
 def _identity_keys() -> list:
