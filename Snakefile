@@ -3,13 +3,14 @@
     snakemake --cores all                          # everything, on the embedded demo data
     snakemake --cores all --configfile config/msd.yaml
     snakemake --profile slurm             # GPU stages as SLURM jobs
-    snakemake --cores all --forcerun train_teacher # retrain the teacher and what depends on it
+    snakemake --cores all --forcerun train_teacher # retrain the teachers and what depends on them
     snakemake --report report.html                 # HTML report of a finished run: give
                                                    # the --configfile it ran with
 
 See docs/WORKFLOW.md.
 """
 import shlex
+import sys
 
 from snakemake.utils import min_version
 
@@ -33,6 +34,11 @@ shell.prefix("set -euo pipefail; export PYTHONPATH="
              + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
 
 
+# The config is read and checked by mtt.config (standard library and PyYAML only), from this
+# project's sources, whether or not mtt is installed.
+sys.path.insert(0, f"{workflow.basedir}/src")
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -43,7 +49,7 @@ scattergather:
 wildcard_constraints:
     split="|".join(SPLITS),
     teacher="[a-z0-9_]+",
-    student=r"student_(resnet_)?[a-z0-9]+(_round[0-9]+)?",
+    student=one_of(PLAN.student_models()),
     model=r"[a-z0-9_]+",
     scatteritem=r"[0-9]+-of-[0-9]+",
 

@@ -2,7 +2,9 @@
 
 Inputs are the `metrics.json` files of `mtt evaluate` and the `history.csv` files of `mtt train`,
 one of each per model; a model is named by the folder that holds its file
-(`results/evaluation/student_kd/metrics.json` -> `student_kd`).
+(`results/evaluation/student_kd/metrics.json` -> `student_kd`). What each model is (its family,
+training method and noisy-student round) comes from `--models`, which the workflow writes from
+its config (`mtt.config.WorkflowPlan.describe`); a model it does not name is of family `other`.
 
 `summary.tsv`: one row per model with macro ROC-AUC and PR-AUC, their bootstrap intervals, the
 number of test songs, the tags evaluated and those left out (no positive or no negative test
@@ -13,7 +15,7 @@ difference student - supervised with its bootstrap interval over the same resamp
 (from the models' `predictions.h5`), so a gain can be told from test-set noise.
 """
 import argparse
-import re
+import json
 import sys
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import pandas as pd
 from .checks import nonnegative_int, output_file
 from .atomic import atomic_path
 from .checkpoint import read_checkpoint_meta
+from .config import FAMILIES
 from .formats.evaluation import read_metrics, read_predictions
 from .metrics import paired_difference
 
@@ -32,10 +35,7 @@ SUMMARY_COLUMNS = [
     "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high",
     "n_songs", "n_tags", "n_tags_excluded", "excluded_tags", "prediction", "epochs", "best_epoch", "train_minutes", "stopped",
 ]
-FAMILY_NAMES = {"transformer": "Music Tagging Transformer", "resnet": "ResNet"}
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
-# student_<kind>: the transformer family; student_resnet_<kind>: the ResNet family
-STUDENT = re.compile(r"^student_(?P<family>resnet_)?(?P<kind>[a-z0-9]+?)(_round(?P<round>\d+))?$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predictions", nargs="*", type=Path, default=[],
                         help="predictions.h5 of each model (`mtt evaluate`), for the paired "
                         "student - supervised intervals of the comparison")
+    parser.add_argument("--models", type=model_descriptions, default={},
+                        help='each model\'s family, method and round as JSON, e.g. {"teacher": '
+                        '{"family": "transformer", "method": "supervised", "round": 0}, '
+                        '"student_kd": {"family": "transformer", "method": "noisy student KD", '
+                        '"round": 1}}; the comparison groups the models by family and round')
     parser.add_argument("--bootstrap", type=nonnegative_int, default=1000,
                         help="resamples of the paired intervals (0: none)")
     parser.add_argument("--out", required=True, type=output_file, help="summary table (TSV)")
@@ -59,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     try:
-        summary = summarize(args.metrics, args.histories, args.checkpoints)
+        summary = summarize(args.metrics, args.histories, args.checkpoints, args.models)
         predictions = {Path(p).parent.name: read_predictions(p) for p in args.predictions}
         comparison = comparison_table(summary, predictions, args.bootstrap)
     except (ValueError, KeyError, FileNotFoundError, OSError) as err:
@@ -86,20 +91,25 @@ def summary_html(summary: pd.DataFrame) -> str:
             f"<style>{style}</style></head>\n<body>\n{table}\n</body></html>\n")
 
 
-def describe_model(name: str) -> dict:
-    """Family, training method and noisy-student round of a model, from its name."""
-    if name in ("teacher", "resnet_teacher"):
-        family = "resnet" if name.startswith("resnet") else "transformer"
-        return {"family": family, "method": "supervised", "round": 0}
-    match = STUDENT.match(name)
-    if match:
-        return {"family": "resnet" if match["family"] else "transformer",
-                "method": f"noisy student {match['kind'].upper()}",
-                "round": int(match["round"] or 1)}
-    return {"family": "other", "method": name, "round": 0}
+def model_descriptions(text: str) -> dict:
+    """--models: model name -> {"family", "method", "round"}."""
+    try:
+        models = json.loads(text)
+        for name, entry in models.items():
+            if set(entry) != {"family", "method", "round"} or not isinstance(entry["round"], int):
+                raise ValueError(f"{name}: {entry}")
+    except (ValueError, TypeError, AttributeError) as err:
+        raise argparse.ArgumentTypeError(
+            f"not a JSON object of models with family, method and round ({err})") from None
+    return models
 
 
-def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame:
+def describe_model(name: str, models: dict) -> dict:
+    """Family, training method and noisy-student round of a model (`--models`)."""
+    return models.get(name, {"family": "other", "method": name, "round": 0})
+
+
+def summarize(metrics_paths, history_paths, checkpoint_paths=(), models=None) -> pd.DataFrame:
     histories = {Path(p).parent.name: Path(p) for p in history_paths}
     checkpoints = {Path(p).parent.name: Path(p) for p in checkpoint_paths}
     rows = []
@@ -107,7 +117,7 @@ def summarize(metrics_paths, history_paths, checkpoint_paths=()) -> pd.DataFrame
         path = Path(path)
         model = path.parent.name
         metrics = read_metrics(path)
-        row = {"model": model, **describe_model(model)}
+        row = {"model": model, **describe_model(model, models or {})}
         for metric in METRIC_NAMES:
             row[metric] = metrics[metric]["macro"]
             row[f"{metric}_ci_low"] = metrics[metric].get("ci_low")
@@ -184,7 +194,7 @@ def comparison_table(summary: pd.DataFrame, predictions: dict | None = None,
     rows = []
     known = summary[summary["family"] != "other"]
     for (family, round_), group in _family_rounds(known):
-        label = FAMILY_NAMES.get(family, family)
+        label = FAMILIES[family].label if family in FAMILIES else family
         if round_ > 1:
             label = f"{label}, round {round_}"
         supervised = group[group["method"] == "supervised"]

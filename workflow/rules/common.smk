@@ -1,10 +1,13 @@
 """Shared helpers: config validation, model names, command-line options from config entries."""
+import json
 import re
 from pathlib import Path
 
 from jsonschema import ValidationError
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from mtt.config import SPLIT_SETS, ConfigError, WorkflowPlan, check_workflow_config
 
 
 def validate_config():
@@ -20,22 +23,16 @@ def validate_config():
 
 
 validate_config()
+try:
+    check_workflow_config(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 RESULTS = config["results"]
-# The split folder's sets (mtt.formats.split_folder.SETS, not imported here: the workflow needs
-# no mtt; tests/test_formats.py keeps the two in step).
-SPLITS = ["train", "valid", "test", "student", "none"]
+SPLITS = list(SPLIT_SETS)  # the split folder's sets
 DEMO = config["dataset"]["format"] == "demo"
-# The supervised models: the transformer teacher, and the ResNet teacher when enabled.
-RESNET_FAMILY = config.get("resnet_teacher", {}).get("enabled", False)
-SUPERVISED = ["teacher"] + (["resnet_teacher"] if RESNET_FAMILY else [])
-# Every student entry (null removes one), and those planned: a student whose teacher is off
-# (the ResNet family's, while resnet_teacher is not enabled) is not.
-STUDENT_ENTRIES = {k: v for k, v in config["noisy_student"]["students"].items() if v is not None}
-STUDENTS = {k: v for k, v in STUDENT_ENTRIES.items() if v.get("teacher", "teacher") in SUPERVISED}
-ROUNDS = config["noisy_student"]["rounds"]
-# Keys of the noisy_student section that are not `mtt train` options of every student.
-NOISY_STUDENT_SECTION_KEYS = {"rounds", "students"}
+# The models the config plans: teachers, students, and each one's options, family and teacher.
+PLAN = WorkflowPlan(config)
 
 
 def log_path(rule, name="log"):
@@ -106,59 +103,8 @@ def train_command():
 
 # ---- models ------------------------------------------------------------------------------
 
-def student_name(kind, round_):
-    return f"student_{kind}" if round_ == 1 else f"student_{kind}_round{round_}"
-
-
-def parse_student(name):
-    """`student_kd` -> ("kd", 1); `student_resnet_kd_round2` -> ("resnet_kd", 2)."""
-    kind, round_ = re.fullmatch(r"student_(.+?)(?:_round(\d+))?", name).groups()
-    return kind, int(round_ or 1)
-
-
-def teacher_of(student):
-    """The model that pseudo-labels for `student`: its entry's `teacher` (`teacher` unless
-    given), then the previous round of the same student; each family has its own chain."""
-    kind, round_ = parse_student(student)
-    if kind not in STUDENTS:
-        raise WorkflowError(f"{student}: no student {kind} is planned (is its entry in "
-                            "noisy_student.students, and its teacher enabled?)")
-    if round_ > 1:
-        return student_name(kind, round_ - 1)
-    return STUDENTS[kind].get("teacher", "teacher")
-
-
-def supervised_models():
-    return list(SUPERVISED)
-
-
-def student_models():
-    return [student_name(kind, r) for r in range(1, ROUNDS + 1) for kind in STUDENTS]
-
-
-def all_models():
-    return supervised_models() + student_models()
-
-
 def model_dir(model):
     return f"{RESULTS}/models/{model}"
-
-
-def model_options(model):
-    """Training settings of a model: shared ones, overridden by its own entry (a student's entry
-    overrides the noisy_student settings, which override the shared ones)."""
-    options = dict(config["training"])
-    if model in ("teacher", "resnet_teacher"):
-        own = {k: v for k, v in config[model].items() if k != "enabled"}
-    else:
-        kind, _ = parse_student(model)
-        noisy = config["noisy_student"]
-        options.update({k: v for k, v in noisy.items() if k not in NOISY_STUDENT_SECTION_KEYS})
-        own = {k: v for k, v in STUDENT_ENTRIES[kind].items() if k != "teacher"}
-    if own.get("model") == "resnet":  # shared transformer settings do not reach a ResNet
-        options = {k: v for k, v in options.items() if k not in TRANSFORMER_ONLY}
-    options.update(own)
-    return options
 
 
 def train_options(model, files=None):
@@ -166,11 +112,15 @@ def train_options(model, files=None):
     read ({"teacher_checkpoint": [...], "labeled_pseudo_labels": [...]}), given where there are
     any. A function of the wildcards only, so that Snakemake sees a changed option (params that
     read `input` are left out of its rerun check)."""
-    options = model_options(model)
+    options = PLAN.model_options(model)
     for key, paths in (files or {}).items():
         if paths:
             options[key] = list(paths)
     return cli_options(options)
+
+
+def teacher_train_options(wildcards):
+    return train_options(wildcards.teacher)
 
 
 def student_train_options(wildcards):
@@ -182,65 +132,30 @@ def student_train_options(wildcards):
 def teacher_checkpoint(wildcards):
     """A student's teacher checkpoint, when its options read it (pseudo_targets crop or
     crop_noised, pseudo_tag_weights teacher_valid_auc); none otherwise."""
-    options = model_options(wildcards.student)
+    options = PLAN.model_options(wildcards.student)
     if options.get("pseudo_targets", "song") == "song" and \
             options.get("pseudo_tag_weights", "none") == "none":
         return []
-    return [f"{model_dir(teacher_of(wildcards.student))}/best.ckpt"]
+    return [f"{model_dir(PLAN.teacher_of(wildcards.student))}/best.ckpt"]
 
 
 def labeled_pseudo_labels(wildcards):
     """The teacher's predictions for the labeled training songs (one file per training mel
     shard, `pseudo_label_train`), when the student's label_blend uses them; none otherwise."""
-    if model_options(wildcards.student).get("label_blend", 0) == 0:
+    if PLAN.model_options(wildcards.student).get("label_blend", 0) == 0:
         return []
-    teacher = teacher_of(wildcards.student)
+    teacher = PLAN.teacher_of(wildcards.student)
     return scatter.train(f"{RESULTS}/labeled_pseudo_labels/{teacher}/{{scatteritem}}.h5")
 
 
-# What `mtt train` builds when a transformer's width or heads are not given (mtt.models, not
-# imported here: it needs torch; tests/test_config_checks.py keeps the two in step).
-TRANSFORMER_WIDTH = {None: 256, "teacher": 256, "compact_student": 64}  # by preset
-TRANSFORMER_HEADS = 8
-# `mtt train` options that only a transformer takes (a ResNet refuses them).
-TRANSFORMER_ONLY = {"preset", "width", "layers", "heads", "drop_path"}
+def model_descriptions():
+    """Each model's family, method and round, as `mtt summarize --models` reads them (JSON)."""
+    return json.dumps({model: PLAN.describe(model) for model in PLAN.all_models()})
 
 
-def check_config():
-    """Checks across keys that the schema cannot express, at plan time, one line each."""
-    def fail(where, reason):
-        raise WorkflowError(f"Invalid configuration at {where}: {reason}")
-
-    if re.search(r"[{}]", str(config["results"])):
-        fail("results", f"{config['results']!r}: braces would be read as Snakemake wildcards")
-    fractions = config["split"]["fractions"]
-    if abs(sum(fractions) - 1) > 1e-6:
-        fail("split > fractions", f"{fractions} sum to {sum(fractions):g}; they must sum to 1")
-    for kind, entry in STUDENT_ENTRIES.items():  # the family in comparison.tsv is the name's
-        resnet = entry.get("teacher", "teacher") == "resnet_teacher"
-        if resnet != kind.startswith("resnet_"):
-            fail(f"noisy_student > students > {kind}",
-                 "a student of resnet_teacher needs a key starting resnet_" if resnet
-                 else "a key starting resnet_ needs teacher: resnet_teacher")
-    where = {model: model for model in supervised_models()}
-    where.update({student_name(kind, 1): f"noisy_student > students > {kind}" for kind in STUDENTS})
-    for model, at in where.items():
-        options = model_options(model)
-        threshold = options.get("pseudo_threshold")
-        if options.get("pseudo_mode") == "threshold" and not 0.5 < (threshold or 0) < 1:
-            fail(at, "pseudo_mode threshold needs pseudo_threshold in (0.5, 1), "
-                     + ("none is given" if threshold is None else f"not {threshold:g}"))
-        given = sorted(TRANSFORMER_ONLY & options.keys())  # a ResNet's own entry only
-        if options.get("model") == "resnet" and given:
-            fail(at, f"{', '.join(given)}: transformer settings, not for a resnet")
-        if options.get("model") == "transformer":
-            width = options.get("width", TRANSFORMER_WIDTH[options.get("preset")])
-            heads = options.get("heads", TRANSFORMER_HEADS)
-            if width % heads:
-                fail(at, f"transformer width {width} is not divisible by heads {heads}")
-
-
-check_config()
+def one_of(names):
+    """A wildcard constraint matching exactly `names` (none: nothing)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 # ---- data --------------------------------------------------------------------------------

@@ -37,11 +37,11 @@ rule evaluate:
 
 rule summarize:
     input:
-        evaluations=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=all_models()),
-        histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=all_models()),
-        checkpoints=expand(f"{RESULTS}/models/{{model}}/best.ckpt", model=all_models()),
+        evaluations=expand(f"{RESULTS}/evaluation/{{model}}/metrics.json", model=PLAN.all_models()),
+        histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=PLAN.all_models()),
+        checkpoints=expand(f"{RESULTS}/models/{{model}}/best.ckpt", model=PLAN.all_models()),
         predictions=expand(
-            f"{RESULTS}/evaluation/{{model}}/predictions.h5", model=all_models()
+            f"{RESULTS}/evaluation/{{model}}/predictions.h5", model=PLAN.all_models()
         ),
     output:
         summary=report(
@@ -64,6 +64,7 @@ rule summarize:
         ),
     params:
         bootstrap=config["evaluate"]["bootstrap"],
+        models=model_descriptions(),
     log:
         log_path("summarize"),
     benchmark:
@@ -76,7 +77,8 @@ rule summarize:
     shell:
         "python -m mtt.cli summarize --metrics {input.evaluations:q} --histories {input.histories:q}"
         " --checkpoints {input.checkpoints:q} --predictions {input.predictions:q}"
-        " --bootstrap {params.bootstrap:q} --out {output.summary:q} --comparison {output.comparison:q}"
+        " --models {params.models:q} --bootstrap {params.bootstrap:q} --out {output.summary:q}"
+        " --comparison {output.comparison:q}"
         " --html {output.summary_html:q} > {log:q} 2>&1"
 
 
@@ -91,11 +93,11 @@ PLOTS = {
 
 rule report:
     input:
-        per_tag=expand(f"{RESULTS}/evaluation/{{model}}/per_tag.tsv", model=all_models()),
+        per_tag=expand(f"{RESULTS}/evaluation/{{model}}/per_tag.tsv", model=PLAN.all_models()),
         predictions=expand(
-            f"{RESULTS}/evaluation/{{model}}/predictions.h5", model=all_models()
+            f"{RESULTS}/evaluation/{{model}}/predictions.h5", model=PLAN.all_models()
         ),
-        histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=all_models()),
+        histories=expand(f"{RESULTS}/models/{{model}}/history.csv", model=PLAN.all_models()),
         splits=expand(f"{RESULTS}/split/{{split}}.tsv", split=SPLITS),
         tags=f"{RESULTS}/split/tags.txt",
     output:

@@ -2,26 +2,29 @@
 # it), e.g. after a SLURM time limit or a killed Snakemake; --fresh-unless-interrupted makes them
 # start over when rerun after a finished training, or on other inputs or settings.
 
+# Every enabled entry of `teachers`, whatever its family.
 rule train_teacher:
+    wildcard_constraints:
+        teacher=one_of(PLAN.supervised_models()),
     input:
         train=f"{RESULTS}/split/train.tsv",
         valid=f"{RESULTS}/split/valid.tsv",
         tags=f"{RESULTS}/split/tags.txt",
         mels=mel_shards("train", "valid"),
     output:
-        best=f"{RESULTS}/models/teacher/best.ckpt",
-        history=f"{RESULTS}/models/teacher/history.csv",
+        best=f"{RESULTS}/models/{{teacher}}/best.ckpt",
+        history=f"{RESULTS}/models/{{teacher}}/history.csv",
     params:
         out=lambda wildcards, output: str(Path(output.best).parent),
-        options=train_options("teacher"),
+        options=teacher_train_options,
         device=config["device"],
         precision=config["precision"],
         command=train_command(),
         threads=config["resources"]["train"]["threads"],
     log:
-        log_path("train_teacher"),
+        log_path("train_teacher", "{teacher}"),
     benchmark:
-        benchmark_path("train_teacher")
+        benchmark_path("train_teacher", "{teacher}")
     threads: train_threads()
     resources:
         **stage_resources("train", gpu=True),
@@ -33,19 +36,6 @@ rule train_teacher:
         " --train {input.train:q} --valid {input.valid:q} --tags {input.tags:q} --mels {input.mels:q}"
         " --out {params.out:q} {params.options:q} --device {params.device:q}"
         " --precision {params.precision:q} > {log:q} 2>&1"
-
-
-# The ResNet family's teacher: the same stage with its own settings and outputs.
-use rule train_teacher as train_resnet_teacher with:
-    output:
-        best=f"{RESULTS}/models/resnet_teacher/best.ckpt",
-        history=f"{RESULTS}/models/resnet_teacher/history.csv",
-    params:
-        options=train_options("resnet_teacher") if "resnet_teacher" in supervised_models() else [],
-    log:
-        log_path("train_resnet_teacher"),
-    benchmark:
-        benchmark_path("train_resnet_teacher")
 
 
 rule pseudo_label:
@@ -95,7 +85,7 @@ rule train_student:
         tags=f"{RESULTS}/split/tags.txt",
         mels=mel_shards("train", "valid"),
         unlabeled=mel_shards("student"),
-        pseudo_labels=lambda wildcards: pseudo_label_shards(teacher_of(wildcards.student)),
+        pseudo_labels=lambda wildcards: pseudo_label_shards(PLAN.teacher_of(wildcards.student)),
         teacher_checkpoint=teacher_checkpoint,  # only for the options that read them
         labeled_pseudo_labels=labeled_pseudo_labels,
     output:

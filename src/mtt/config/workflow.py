@@ -117,6 +117,7 @@ def check_workflow_config(config: dict) -> None:
     if abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError("split > fractions",
                           f"{fractions} sum to {sum(fractions):g}; they must sum to 1")
+    _check_families(config)
     plan = WorkflowPlan(config)
     for key, entry in plan.student_entries.items():
         where = f"noisy_student > students > {key}"
@@ -135,6 +136,20 @@ def check_workflow_config(config: dict) -> None:
         _check_model(plan.model_options(model), at, own=plan.own_entry(model))
 
 
+def _check_families(config: dict) -> None:
+    """Every `model:` names a family of FAMILIES (the schema leaves that to this list)."""
+    noisy = config["noisy_student"]
+    sections = {"training": config["training"], "noisy_student": noisy}
+    sections.update({f"teachers > {name}": entry for name, entry in config["teachers"].items()})
+    sections.update({f"noisy_student > students > {key}": entry
+                     for key, entry in noisy["students"].items()})
+    for where, section in sections.items():
+        family = (section or {}).get("model")
+        if family is not None and family not in FAMILIES:
+            raise ConfigError(f"{where} > model", f"{family!r} is not a model family; "
+                              f"choose from {', '.join(FAMILIES)} (mtt.config.FAMILIES)")
+
+
 def _check_model(options: dict, where: str, own: dict) -> None:
     threshold = options.get("pseudo_threshold")
     if options.get("pseudo_mode") == "threshold" and not 0.5 < (threshold or 0) < 1:
@@ -144,6 +159,10 @@ def _check_model(options: dict, where: str, own: dict) -> None:
     refused = refused_sizes(family, own)  # a family's own entry only: shared sizes are dropped
     if refused:
         raise ConfigError(where, f"the {family} family does not take {', '.join(refused)}")
+    preset, presets = options.get("preset"), FAMILIES[family].presets
+    if preset is not None and presets and preset not in presets:
+        raise ConfigError(where, f"preset {preset!r} is not one of the {family} family's: "
+                          + ", ".join(presets))
     check = FAMILIES[family].check
     reason = check(options) if check else None
     if reason:
