@@ -2,12 +2,10 @@
 and refuses, naming the file, what is not its format. The commands that write and read these
 files are tested in their own files; this is the fast check of the modules themselves."""
 import json
-import re
 
 import numpy as np
 import pytest
 
-from conftest import REPO
 from mtt.datasets import DatasetError
 from mtt.formats import evaluation, mel_shard, pseudo_labels, split_folder
 from mtt.tsv import TsvError, read_tsv, read_tsv_chunks, tsv_lines
@@ -50,12 +48,6 @@ def test_split_folder_round_trip(tmp_path):
     with pytest.raises(DatasetError, match="path: value 'c\\\\t3.mp3' contains a tab"):
         split_folder.write_split_folder(tmp_path / "s", sets, TAGS, {})
     assert split_folder.read_split_table(tmp_path / "s" / "test.tsv").empty  # the old folder
-
-
-def test_the_workflow_names_the_split_folders_sets():
-    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    listed = re.search(r"^SPLITS = \[(.*)\]$", common, re.M).group(1)
-    assert tuple(json.loads(f"[{listed}]")) == split_folder.SETS
 
 
 def test_mel_shard_round_trip_and_fingerprint(tmp_path):

@@ -85,6 +85,20 @@ def write_model(root, model, labels, probs, stopped, order):
     torch.save({"state_dict": {}, "meta": {"stopped": stopped}}, training / "best.ckpt")
 
 
+# What the workflow passes as --models (mtt.config.WorkflowPlan.describe): family, method, round.
+DESCRIPTIONS = {"teacher": ("transformer", "supervised", 0),
+                "resnet_teacher": ("resnet", "supervised", 0),
+                "student_kd": ("transformer", "noisy student KD", 1),
+                "student_ke": ("transformer", "noisy student KE", 1),
+                "student_resnet_kd": ("resnet", "noisy student KD", 1),
+                "student_resnet_ke": ("resnet", "noisy student KE", 1)}
+
+
+def models_option(names) -> list:
+    return ["--models", json.dumps({name: dict(zip(("family", "method", "round"),
+                                                   DESCRIPTIONS[name])) for name in names})]
+
+
 def test_summarize_adds_stop_reasons_and_paired_differences(tmp_path):
     labels, student, teacher = labels_and_two_models()
     n = len(labels)
@@ -97,7 +111,7 @@ def test_summarize_adds_stop_reasons_and_paired_differences(tmp_path):
             "--histories", *[tmp_path / "models" / m / "history.csv" for m in models],
             "--checkpoints", *[tmp_path / "models" / m / "best.ckpt" for m in models],
             "--predictions", *[tmp_path / "evaluation" / m / "predictions.h5" for m in models],
-            "--bootstrap", "200", "--out", tmp_path / "summary.tsv",
+            *models_option(models), "--bootstrap", "200", "--out", tmp_path / "summary.tsv",
             "--comparison", tmp_path / "comparison.tsv"]
     assert main(["summarize", *map(str, args)]) == 0
 
@@ -125,7 +139,7 @@ def test_comparison_has_one_row_per_family_each_student_against_its_own_teacher(
         write_model(tmp_path, model, labels, probs, "x", order)
     args = ["--metrics", *[tmp_path / "evaluation" / m / "metrics.json" for m in models],
             "--predictions", *[tmp_path / "evaluation" / m / "predictions.h5" for m in models],
-            "--bootstrap", "100", "--out", tmp_path / "summary.tsv",
+            *models_option(models), "--bootstrap", "100", "--out", tmp_path / "summary.tsv",
             "--comparison", tmp_path / "comparison.tsv"]
     assert main(["summarize", *map(str, args)]) == 0
 
@@ -156,7 +170,8 @@ def test_summarize_refuses_students_evaluated_on_other_songs(tmp_path, capsys):
     models = ["teacher", "student_kd"]
     args = ["--metrics", *[tmp_path / "evaluation" / m / "metrics.json" for m in models],
             "--predictions", *[tmp_path / "evaluation" / m / "predictions.h5" for m in models],
-            "--out", tmp_path / "summary.tsv", "--comparison", tmp_path / "comparison.tsv"]
+            *models_option(models), "--out", tmp_path / "summary.tsv",
+            "--comparison", tmp_path / "comparison.tsv"]
     assert main(["summarize", *map(str, args)]) == 2
     assert "not the same test songs" in capsys.readouterr().err
     assert not (tmp_path / "summary.tsv").exists()

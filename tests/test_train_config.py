@@ -14,14 +14,12 @@ import yaml
 
 from conftest import REPO
 from mtt import train
-from mtt.noise import EXTRA_KINDS, NOISE_KINDS, parse_noise_kinds
-from mtt.train_config import (IDENTITY_DEFAULTS, RULE, RUN_IDENTITY, STUDENT_OPTIONS,
-                              TOP_LEVEL, TRAIN_OPTIONS, TRAIN_THREADS, TrainConfig, value_type,
-                              parse_range)
+from mtt.config import EXTRA_KINDS, FAMILIES, NOISE_KINDS, SIZE_OPTIONS, parse_noise_kinds
+from mtt.config.training import (IDENTITY_DEFAULTS, RUN_IDENTITY, STUDENT_OPTIONS, TOP_LEVEL,
+                                 TRAIN_OPTIONS, TrainConfig, parse_range, refused_sizes,
+                                 value_type)
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-TRAINING_RULES = (REPO / "workflow" / "rules" / "training.smk").read_text()
-COMMON = (REPO / "workflow" / "rules" / "common.smk").read_text()
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 INPUT_FILES = {"train", "valid", "tags", "mels", "out", "pseudo_labels", "unlabeled_mels",
                "labeled_pseudo_labels", "teacher_checkpoint"}
@@ -58,7 +56,11 @@ def test_schema_and_dataclass_agree_on_type_choices_range_and_default(name):
     node = (section(where(f)) if where(f) != TOP_LEVEL else
             {k: resolve(v) for k, v in SCHEMA["properties"].items()})[name]
     kind, choices = value_type(f), f.metadata["choices"]
-    if choices is not None:
+    if name in ("model", "preset"):  # FAMILIES decides, in the config checks (mtt.config)
+        assert node["type"] == "string" and "enum" not in node
+        assert set(choices) == ({name for name in FAMILIES} if name == "model" else
+                                {p for family in FAMILIES.values() for p in family.presets})
+    elif choices is not None:
         assert set(node["enum"]) == set(choices)
     elif "enum" in node:  # the config may offer fewer values than mtt train takes (--device)
         assert all(isinstance(value, kind) for value in node["enum"])
@@ -83,34 +85,18 @@ def test_schema_and_dataclass_agree_on_type_choices_range_and_default(name):
         assert schema_high < high or schema_high == high and (high_in or not schema_high_in), node
 
 
-def test_every_option_is_set_from_the_config_or_by_the_rule():
-    """Options of the train_options / student_options sections reach `mtt train` through
-    `train_options` (tests/test_config_checks.py plans one of each); the others are passed by
-    both training rules from a top-level key or the train resources, or by the rules always."""
-    rules = re.findall(r"^rule (train_\w+):", TRAINING_RULES, re.M)
-    assert rules == ["train_teacher", "train_student"]  # train_resnet_teacher: `use rule`
-    shells = re.findall(r'shell:\n((?:\s+".*"\n)+)', TRAINING_RULES)
-    train_shells = [s for s in shells if "{params.command:q}" in s]  # values quoted (issue 33)
-    assert len(train_shells) == 2
-    for name, f in FIELDS.items():
-        flag = "--" + name.replace("_", "-")
-        if where(f) == TOP_LEVEL:
-            assert name in SCHEMA["properties"]
-            assert f'{name}=config["{name}"]' in TRAINING_RULES
-            assert all(f"{flag} {{params.{name}:q}}" in s for s in train_shells), name
-        elif where(f) == TRAIN_THREADS:
-            assert name in resolve(SCHEMA["$defs"]["resource"])["properties"]
-            assert f'{name}=config["resources"]["train"]["{name}"]' in TRAINING_RULES
-            assert all(f"{flag} {{params.{name}:q}}" in s for s in train_shells), name
-        elif where(f) == RULE:
-            assert all(flag in s for s in train_shells), name
-        else:
-            assert where(f) in (TRAIN_OPTIONS, STUDENT_OPTIONS), name
-
-
-def test_what_only_a_transformer_takes_is_the_workflows_list():
-    listed = ast.literal_eval(re.search(r"^TRANSFORMER_ONLY = (\{.*\})", COMMON, re.M).group(1))
-    assert listed == {n for n, f in FIELDS.items() if f.metadata["transformer_only"]}
+def test_each_family_takes_its_sizes_and_refuses_the_others():
+    """The family table decides what a model's size options build (and `mtt train` refuses
+    the others): a ResNet takes channels and dropout, a transformer every size."""
+    assert SIZE_OPTIONS == ("preset", "conv_channels", "width", "layers", "heads", "dropout",
+                            "drop_path")
+    assert refused_sizes("resnet", dict.fromkeys(SIZE_OPTIONS)) == [
+        "preset", "width", "layers", "heads", "drop_path"]
+    assert refused_sizes("transformer", dict.fromkeys(SIZE_OPTIONS)) == []
+    assert TrainConfig(model="resnet", conv_channels=8, dropout=0.2).model_config() == {
+        "channels": 8, "dropout": 0.2}
+    assert TrainConfig(conv_channels=8, width=32, heads=4).model_config() == {
+        "conv_channels": 8, "width": 32, "heads": 4}
 
 
 def test_mtt_train_flags_are_the_dataclass_fields_and_the_input_files():

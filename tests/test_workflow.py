@@ -18,7 +18,7 @@ import pytest
 
 from conftest import (REPO, SNAKEFILE, TINY, TINY_RESNET, VENV_BIN, planned_jobs, slow_case,
                       snakemake, snakemake_env)
-from mtt import plots, summarize
+from mtt import plots
 
 
 def student_teachers(output: str) -> dict:
@@ -45,17 +45,17 @@ def test_default_config_plans_the_whole_demo_pipeline(tmp_path):
 
 @pytest.mark.slow
 def test_the_resnet_family_is_off_by_default_and_learns_from_its_own_teacher(tmp_path):
-    """resnet_teacher.enabled switches on the ResNet teacher and its students, which read the
+    """teachers.resnet_teacher.enabled switches on the ResNet teacher and its students, which read the
     ResNet teacher's pseudo-label shards; the transformer students read the teacher's."""
     result = snakemake("-n", "-p", "--cores", "2", workdir=tmp_path)
     assert student_teachers(result.stdout) == {"student_kd": "teacher", "student_ke": "teacher"}
     assert "resnet_teacher" not in result.stdout and "student_resnet" not in result.stdout
 
     on = tmp_path / "resnet.yaml"
-    on.write_text("resnet_teacher:\n  enabled: true\n")
+    on.write_text("teachers:\n  resnet_teacher:\n    enabled: true\n")
     result = snakemake("-n", "-p", "--cores", "2", "--configfile", on, workdir=tmp_path)
     jobs = planned_jobs(result.stdout)
-    assert jobs["train_resnet_teacher"] == 1 and jobs["train_student"] == 4
+    assert jobs["train_teacher"] == 2 and jobs["train_student"] == 4
     assert jobs["pseudo_label"] == 4 and jobs["evaluate"] == 6
     assert student_teachers(result.stdout) == FAMILY_TEACHERS
     for shard in ("1-of-2", "2-of-2"):
@@ -72,7 +72,7 @@ def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
     extra.write_text("preprocess:\n  shards: {train: 3, valid: 2, test: 1, student: 4}\n"
                      "noisy_student:\n  rounds: 2\n  students:\n    ke: null\n"
                      "    resnet_ke: null\n"
-                     "resnet_teacher:\n  enabled: true\n  model: resnet\n")
+                     "teachers:\n  resnet_teacher:\n    enabled: true\n    model: resnet\n")
     result = snakemake("-n", "-p", "--cores", "2", "--configfile", TINY, extra, workdir=tmp_path)
     jobs = planned_jobs(result.stdout)
     assert jobs["preprocess_mel"] == 3 + 2 + 1 + 4
@@ -80,7 +80,7 @@ def test_rounds_resnet_and_shards_shape_the_plan(tmp_path):
     # teacher, resnet_teacher, student_kd, student_resnet_kd, 4 shards each
     assert jobs["pseudo_label"] == 16
     assert jobs["train_student"] == 4
-    assert jobs["train_resnet_teacher"] == 1
+    assert jobs["train_teacher"] == 2
     assert jobs["evaluate"] == 6  # the two teachers, 2 rounds of student_kd, student_resnet_kd
     assert student_teachers(result.stdout) == {
         "student_kd": "teacher", "student_kd_round2": "student_kd",
@@ -122,7 +122,7 @@ def test_real_data_configs_validate_and_plan(tmp_path, config):
     result = snakemake("-n", "-p", "--cores", "2", "--configfile", REPO / "config" / f"{config}.yaml",
                        overrides, workdir=tmp_path)
     jobs = planned_jobs(result.stdout)
-    assert jobs["train_teacher"] == 1 and jobs["train_resnet_teacher"] == 1
+    assert jobs["train_teacher"] == 2
     # both families, KD and KE for each: the paper's comparison
     assert jobs["train_student"] == 4 and jobs["evaluate"] == 6
     assert student_teachers(result.stdout) == FAMILY_TEACHERS
@@ -137,17 +137,16 @@ def test_real_data_configs_validate_and_plan(tmp_path, config):
 
 
 @pytest.mark.parametrize("content, where, what", [
-    ("teacher:\n  widht: 64\n", "teacher", "'widht' was unexpected"),
+    ("teachers:\n  teacher:\n    widht: 64\n", "teachers > teacher", "'widht' was unexpected"),
     slow_case("evalute:\n  chunks: 3\n", "the top level", "'evalute' was unexpected"),
     slow_case("noisy_student:\n  students:\n    kd: {model: transformer, noise: blur}\n",
               "noisy_student > students > kd > noise", "'blur' does not match"),
     slow_case("training:\n  lr: -1\n", "training > lr", "less than or equal to the minimum"),
     slow_case("dataset:\n  format: msd\n", "dataset", "'audio_root' is a required property"),
     slow_case("noisy_student:\n  students:\n    kd: {model: resnet, teacher: resnet}\n",
-              "noisy_student > students > kd > teacher", "'resnet' is not one of"),
-    slow_case("noisy_student:\n  students:\n    rkd: {model: resnet, teacher: resnet_teacher}\n",
-              "noisy_student > students > rkd",
-              "a student of resnet_teacher needs a key starting resnet_"),
+              "noisy_student > students > kd", "teacher 'resnet' is not an entry of teachers"),
+    slow_case("noisy_student:\n  students:\n    kd: {model: fcn}\n",
+              "noisy_student > students > kd > model", "'fcn' is not a model family"),
 ])
 def test_a_wrong_key_or_value_fails_with_one_clear_message(tmp_path, content, where, what):
     bad = tmp_path / "bad.yaml"
@@ -252,8 +251,15 @@ def test_summarize_writes_one_row_per_model_and_the_paper_comparison(tmp_path):
     models = ["teacher", "resnet_teacher", "student_kd", "student_ke", "student_kd_round2"]
     for seed, model in enumerate(models):
         fake_model_outputs(tmp_path, model, seed)
+    described = {"teacher": ("transformer", "supervised", 0),
+                 "resnet_teacher": ("resnet", "supervised", 0),
+                 "student_kd": ("transformer", "noisy student KD", 1),
+                 "student_ke": ("transformer", "noisy student KE", 1),
+                 "student_kd_round2": ("transformer", "noisy student KD", 2)}
+    described = {m: dict(zip(("family", "method", "round"), d)) for m, d in described.items()}
     args = ["--metrics", *[tmp_path / "evaluation" / m / "metrics.json" for m in models],
             "--histories", *[tmp_path / "models" / m / "history.csv" for m in models],
+            "--models", json.dumps(described),
             "--out", tmp_path / "summary.tsv", "--comparison", tmp_path / "comparison.tsv"]
     from mtt.cli import main
     assert main(["summarize", *map(str, args)]) == 0
@@ -327,14 +333,6 @@ def test_plots_draws_every_figure(tmp_path):
     assert stats["sets"]["train"]["positives"][0] == train["tags"].str.contains("rock").sum()
 
 
-def test_describe_model_reads_names():
-    assert summarize.describe_model("student_ke_round3") == {
-        "family": "transformer", "method": "noisy student KE", "round": 3}
-    assert summarize.describe_model("resnet_teacher")["family"] == "resnet"
-    assert summarize.describe_model("student_resnet_kd_round2") == {
-        "family": "resnet", "method": "noisy student KD", "round": 2}
-
-
 # ---- the whole workflow on tests/tiny.yaml -------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -401,9 +399,9 @@ def test_changing_one_stage_setting_reruns_that_stage_and_downstream(tiny_run, t
                                            "report": 1, "all": 1}
 
 
-# What switching the ResNet family on adds to a finished tiny run, and what
-# --forcerun train_resnet_teacher replans: the ResNet chain and the tables, nothing else.
-RESNET_CHAIN = {"train_resnet_teacher": 1, "pseudo_label": 2, "train_student": 2, "evaluate": 3,
+# What switching the ResNet family on adds to a finished tiny run, and what forcing the ResNet
+# teacher's checkpoint replans: the ResNet chain and the tables, nothing else.
+RESNET_CHAIN = {"train_teacher": 1, "pseudo_label": 2, "train_student": 2, "evaluate": 3,
                 "summarize": 1, "report": 1, "all": 1}
 
 
@@ -451,7 +449,8 @@ def test_forcerun_resnet_teacher_replans_only_the_resnet_chain(tiny_resnet_run):
     args = ["--cores", "2", "--configfile", TINY, TINY_RESNET]
     done = snakemake("-n", *args, workdir=workdir)
     assert "Nothing to be done" in done.stdout + done.stderr
-    result = snakemake("-n", "-p", *args, "--forcerun", "train_resnet_teacher", workdir=workdir)
+    result = snakemake("-n", "-p", *args, "--forcerun", "results/models/resnet_teacher/best.ckpt",
+                       workdir=workdir)
     assert planned_jobs(result.stdout) == RESNET_CHAIN
     assert student_teachers(result.stdout) == {"student_resnet_kd": "resnet_teacher",
                                                "student_resnet_ke": "resnet_teacher"}
@@ -571,7 +570,7 @@ def test_training_resumes_after_snakemake_is_killed(tiny_run, tmp_path):
 
     snakemake("--unlock", *args, workdir=workdir)
     snakemake(*args, workdir=workdir)
-    log = (workdir / "results" / "logs" / "train_teacher" / "log.log").read_text()
+    log = (workdir / "results" / "logs" / "train_teacher" / "teacher.log").read_text()
     resumed = re.search(r"resuming from \S+last\.ckpt after epoch (\d+)", log)
     assert resumed and int(resumed.group(1)) >= epochs_at_kill - 1, log[-2000:]
     assert "starting over" not in log

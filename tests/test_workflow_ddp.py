@@ -70,5 +70,5 @@ def test_tiny_teacher_trains_with_two_gloo_processes(tmp_path):
     history = pd.read_csv(work / "results" / "models" / "teacher" / "history.csv")
     assert len(history) == 2  # tiny.yaml: 2 epochs
     load_checkpoint(work / "results" / "models" / "teacher" / "best.ckpt")
-    log = (work / "results" / "logs" / "train_teacher" / "log.log").read_text()
+    log = (work / "results" / "logs" / "train_teacher" / "teacher.log").read_text()
     assert "1 steps/epoch" in log  # the epoch's 2 steps shared by the 2 ranks
