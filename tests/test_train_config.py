@@ -15,9 +15,8 @@ import yaml
 from conftest import REPO
 from mtt import train
 from mtt.config import EXTRA_KINDS, FAMILIES, NOISE_KINDS, SIZE_OPTIONS, parse_noise_kinds
-from mtt.config.training import (IDENTITY_DEFAULTS, RUN_IDENTITY, STUDENT_OPTIONS, TOP_LEVEL,
-                                 TRAIN_OPTIONS, TrainConfig, parse_range, refused_sizes,
-                                 value_type)
+from mtt.config.options import STUDENT_OPTIONS, TOP_LEVEL, TRAIN_OPTIONS, parse_range, value_type
+from mtt.config.training import IDENTITY_DEFAULTS, RUN_IDENTITY, TrainConfig, refused_sizes
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 FIELDS = {f.name: f for f in fields(TrainConfig)}
