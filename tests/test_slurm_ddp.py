@@ -24,7 +24,8 @@ TWO_PROCESSES = """
 resources:
   train: {mem_mb: 2000, runtime: 10, threads: 1, gpu: 1, processes: 2}
 """
-TRAINING_LOGS = {"teacher": "train_teacher/log.log", "student_kd": "train_student/student_kd.log",
+TRAINING_LOGS = {"teacher": "train_teacher/teacher.log",
+                 "student_kd": "train_student/student_kd.log",
                  "student_ke": "train_student/student_ke.log"}  # under results/logs
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]

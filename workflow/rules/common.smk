@@ -11,7 +11,8 @@ from mtt.config import SPLIT_SETS, ConfigError, WorkflowPlan, check_workflow_con
 
 
 def validate_config():
-    """Check config against the schema; a bad key or value fails with one line naming it."""
+    """Check config against the schema (its structure), then with mtt.config (what crosses keys:
+    families, teachers, sizes); a bad key or value fails with one line naming it."""
     try:
         validate(config, "../schemas/config.schema.yaml")
     except WorkflowError as error:
@@ -20,13 +21,13 @@ def validate_config():
             raise
         where = " > ".join(str(p) for p in cause.absolute_path) or "the top level"
         raise WorkflowError(f"Invalid configuration at {where}: {cause.message}") from None
+    try:
+        check_workflow_config(config)
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
 
 
 validate_config()
-try:
-    check_workflow_config(config)
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
 
 RESULTS = config["results"]
 SPLITS = list(SPLIT_SETS)  # the split folder's sets
