@@ -2,9 +2,11 @@
 
 Each field is one option of `mtt train`: the field gives its name, type and default, its metadata
 the help text, choices, allowed range, help group and whether (and how) it is part of the run's
-identity. Derived from it: the `mtt train` flags (`add_arguments`), the checks (`check`), the
-identity a resumed run must share (`identity`, `RUN_IDENTITY`, `IDENTITY_DEFAULTS`); the
-`config` metadata says where the workflow's config sets the option, and
+identity. Derived from it (through `OptionSet`, options.py): the `mtt train` flags
+(`add_arguments`), the checks (`check`), the identity a resumed run must share (`identity`,
+`RUN_IDENTITY`, `IDENTITY_DEFAULTS`); the model's constructor keywords (`model_config`, by the
+family's table in families.py); the `config` metadata says where the workflow's config sets the
+option, and
 tests/test_train_config.py proves the config schema agrees with this file key by key.
 
 The files a run reads and writes (`--train`, `--mels`, `--out`, `--pseudo-labels`, ...) are not
@@ -16,7 +18,6 @@ from .choices import (EXTRA_KINDS, NOISE_KINDS, PRECISION_HELP, PRECISIONS, SELE
                       TAG_TRUST_MODES, parse_noise_kinds)
 from .families import FAMILIES
 from .options import RULE, STUDENT_OPTIONS, TOP_LEVEL, TRAIN_THREADS, OptionSet, option
-
 
 
 def _students_only(value):
@@ -127,6 +128,9 @@ class TrainConfig(OptionSet):
     noise_prob: float = option(
         0.5, "probability of each noise kind per example (not of paper's transforms: the "
         "paper's own)", group=STUDENT)
+
+    # ------------------------------------------------------------------------ the checks
+
     def check(self, student: bool) -> None:
         """Each option's range, the threshold of threshold mode, and the sizes the model's
         family does not take; ValueError naming the flag."""
