@@ -10,7 +10,7 @@ builds one `WorkflowPlan` at plan time and calls `check_workflow_config` first.
 import re
 
 from .families import FAMILIES
-from .training import refused_sizes
+from .training import TrainConfig, refused_sizes
 
 DEFAULT_TEACHER = "teacher"
 # Keys of the noisy_student section that are not `mtt train` options of every student.
@@ -100,7 +100,7 @@ class WorkflowPlan:
             options.update({k: v for k, v in noisy.items()
                             if k not in NOISY_STUDENT_SECTION_KEYS})
             own = {k: v for k, v in own.items() if k not in STUDENT_ENTRY_KEYS}
-        family = own.get("model", options.get("model", "transformer"))
+        family = own.get("model", options.get("model", TrainConfig.model))
         for name in refused_sizes(family, options):
             del options[name]
         options.update(own)
