@@ -279,8 +279,9 @@ def split_settings():
         dataset = {**dataset, **{key: value if key == "format" else f"{demo_dir()}/{value}"
                                  for key, value in DEMO_SPLIT.items()}}
     official = "official_split" in dataset
-    common = [o for o in SPLIT_OPTIONS if official or o.name != "official_split"]
-    options = [*FORMATS[dataset["format"]].reads(official), *common]
+    folder = [o for o in SPLIT_OPTIONS if o.name == "official_split" and official]
+    common = [o for o in SPLIT_OPTIONS if o.name != "official_split"]
+    options = [*folder, *FORMATS[dataset["format"]].reads(official), *common]
     options.sort(key=lambda option: not option.tracked)  # stable: files first, then the rest
     return dataset["format"], [(o, dataset[o.name]) for o in options if o.name in dataset]
 
