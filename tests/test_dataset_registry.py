@@ -66,7 +66,8 @@ def configs():
         yield path.name, {**default, **(yaml.safe_load(path.read_text()).get("dataset") or {})}
 
 
-@pytest.mark.parametrize("name, dataset", list(configs()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("name, dataset", list(configs()),
+                         ids=lambda value: value if isinstance(value, str) else "")
 def test_every_shipped_config_satisfies_the_dataset_schema(name, dataset):
     jsonschema.validate(dataset, config_schema())
 
