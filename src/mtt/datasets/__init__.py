@@ -43,7 +43,7 @@ class Option:
 @dataclass(frozen=True)
 class OfficialSplit:
     """A dataset's own split: `reader(folder, **options, tags=, top_tags=)` -> (TrackTable, set
-    name per track) reads the folder `folder` holds, and of the format's options only `reads`."""
+    name per track), given of the format's options those in `reads` (it needs them all)."""
     reader: str
     folder: str  # what the folder holds, for the help of --official-split
     reads: tuple = ()
