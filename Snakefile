@@ -54,7 +54,6 @@ wildcard_constraints:
     scatteritem=r"[0-9]+-of-[0-9]+",
 
 
-include: "workflow/rules/official_split.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtt.datasets import DatasetError, join_tags, load_tracks
+from mtt.datasets import DatasetError, load_tracks
+from mtt.datasets.table import join_tags
 from mtt.datasets.msd import msd_audio_path
 from mtt.tags import MSD_TOP50
 

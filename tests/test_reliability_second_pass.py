@@ -362,7 +362,7 @@ def test_a_tag_without_a_positive_in_train_is_named_and_no_tag_with_one_is_refus
     assert "no positive song in train, so no model learns them: rare" in capsys.readouterr().err
     assert (out / "train.tsv").is_file()
 
-    from mtt.datasets import TrackTable
+    from mtt.datasets.table import TrackTable
     from mtt.split import check_usable
     ids = np.array([f"t{i}" for i in range(6)], dtype=object)
     labels = np.array([[0, 0], [0, 0], [1, 0], [0, 1], [1, 1], [0, 1]], np.uint8)

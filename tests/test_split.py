@@ -6,7 +6,8 @@ import pytest
 
 from conftest import SHARED
 from mtt import cli
-from mtt.datasets import TrackTable, load_tracks
+from mtt.datasets import load_tracks
+from mtt.datasets.table import TrackTable
 from mtt.formats.split_folder import SETS, read_split_table
 from mtt.split import split_tracks
 from mtt.tags import MSD_TOP50

@@ -17,30 +17,28 @@ import numpy as np
 import pandas as pd
 
 from mtt.checks import nonnegative_float, nonnegative_int, output_folder, positive_int
-from mtt.datasets import (FORMATS, DatasetError, TrackTable, check_npy_size, join_tags,
-                          load_tracks, read_npy_header)
+from mtt.datasets import (FORMATS, SPLIT_OPTIONS, DatasetError, format_options, load_official_split,
+                          load_tracks, split_formats)
+from mtt.datasets.table import TrackTable, check_npy_size, join_tags, read_npy_header
 from mtt.formats.split_folder import LABELED_SETS, SETS, read_tag_list, write_split_folder
 from mtt.stratify import positive_rate_mad, stratified_split
 from mtt.tags import MSD_TOP50
 
+# The argparse type of a numeric option's JSON schema, by (type, minimum).
+NUMBER_TYPES = {("integer", 0): nonnegative_int, ("integer", 1): positive_int,
+                ("number", 0): nonnegative_float}
+
 
 def add_arguments(parser):
     source = parser.add_argument_group("dataset")
-    source.add_argument("--format", choices=FORMATS,
+    source.add_argument("--format", choices=split_formats(),
                         help="metadata format (required unless --published gives the split)")
-    source.add_argument("--track-metadata", help="MSD track_metadata.db")
-    source.add_argument("--lastfm-tags", help="MSD lastfm_tags.db")
-    source.add_argument("--metadata", help="metadata file of mtg-jamendo, mtat or tsv")
-    source.add_argument("--tag-list", help="vocabulary file, one tag per line (model output "
-                        "order); default: the MSD top 50 for msd, every tag for the others")
-    source.add_argument("--top-tags", type=positive_int, help="keep only the N most frequent tags")
-    source.add_argument("--min-positives", type=positive_int, metavar="N",
-                        help="before splitting, drop the tags fewer than N tracks have (a tag "
-                        "needs about N x the test share of them to have one in the test set); "
-                        "tracks left with no tag become unlabeled")
-    source.add_argument("--min-tag-weight", type=nonnegative_float,
-                        help="msd: ignore Last.fm tags weighted below W (0-100)")
-    source.add_argument("--audio-ext", default="mp3", help="msd: audio file extension")
+    for option in (*format_options(split_formats()).values(), *SPLIT_OPTIONS):
+        kind = option.schema.get("type")
+        source.add_argument(option.flag, default=option.default, help=option.help,
+                            choices=option.schema.get("enum"),
+                            type=NUMBER_TYPES[kind, option.schema.get("minimum")]
+                            if kind in ("integer", "number") else str)
     parser.add_argument("--out", required=True, type=output_folder, help="output folder")
     parser.add_argument("--fractions", type=nonnegative_float, nargs=3, default=[0.7, 0.15, 0.15],
                         metavar=("TRAIN", "VALID", "TEST"),
@@ -51,11 +49,6 @@ def add_arguments(parser):
                         "(default all: the student set shares no artist with any labeled set)")
     parser.add_argument("--search-iterations", type=nonnegative_int, default=2000,
                         help="local-search steps after iterative stratification (0: none)")
-    parser.add_argument("--official-split", metavar="DIR",
-                        help="use the dataset's official split instead of splitting: mtg-jamendo "
-                        "split-N/autotagging*-{train,validation,test}.tsv; mtat "
-                        "{train,valid,test}.npy (sota-music-tagging-models split/mtat/, with "
-                        "--metadata annotations_final.csv)")
     parser.add_argument("--published",
                         help="import a published split from DIR/{train,valid,test,student}_ids.npy "
                         "(+ *_binaries.npy); metadata, when given, adds artists, paths and tags")
@@ -63,52 +56,9 @@ def add_arguments(parser):
 
 def run(args) -> int:
     try:
-        tags = read_tag_list(args.tag_list) if args.tag_list else None
-        if tags is not None and not tags:
-            raise DatasetError(args.tag_list, "the tag list is empty")
-        table = None
-        if getattr(args, "official_split", None):
-            if args.format == "mtg-jamendo":
-                from mtt.datasets.mtg_jamendo import load_official_split
-                table, set_of_track = load_official_split(args.official_split, tags, args.top_tags)
-            elif args.format == "mtat":
-                from mtt.datasets.mtat import load_official_split
-                table, set_of_track = load_official_split(args.official_split, args.metadata,
-                                                          tags, args.top_tags)
-            else:
-                raise ValueError("--official-split is for --format mtg-jamendo or mtat")
-            settings = {"format": args.format, "official_split": str(args.official_split)}
-        elif args.format:
-            table = load_tracks(args.format, metadata=args.metadata,
-                                track_metadata=args.track_metadata, lastfm_tags=args.lastfm_tags,
-                                tags=tags, top_tags=args.top_tags,
-                                min_tag_weight=args.min_tag_weight, audio_ext=args.audio_ext)
-        elif not args.published:
-            raise ValueError("give --format (and its metadata) or --published")
-        min_positives = getattr(args, "min_positives", None)
-        if min_positives and (args.published or getattr(args, "official_split", None)):
-            raise ValueError("--min-positives is for our split, not --published/--official-split")
-        if getattr(args, "official_split", None):
-            pass
-        elif args.published:
-            vocab = table.tags if table is not None else (tags or list(MSD_TOP50))
-            set_of_track, table = import_published(args.published, table, vocab, args.audio_ext)
-            settings = {"published": str(args.published)}
-        else:
-            dropped = []
-            if min_positives:
-                table, dropped = drop_rare_tags(table, min_positives)
-            set_of_track = split_tracks(table, args.fractions, args.seed, args.exclude_artists,
-                                        args.search_iterations)
-            settings = {"format": args.format, "seed": args.seed,
-                        "fractions": [float(f) for f in args.fractions],
-                        "exclude_artists": args.exclude_artists,
-                        "search_iterations": args.search_iterations}
-            if min_positives:
-                settings.update(min_positives=min_positives, dropped_tags=dropped)
+        table, set_of_track, settings = make_split(args)
         labels_known = not (args.published and not args.format)
-        source = (getattr(args, "official_split", None) or args.published or args.metadata
-                  or args.track_metadata or args.lastfm_tags)
+        source = args.official_split or args.published or catalogue_file(args)
         try:
             check_usable(table, set_of_track, labels_known)
         except ValueError as error:  # name the catalogue the split was made from
@@ -120,6 +70,50 @@ def run(args) -> int:
     sizes = ", ".join(f"{s} {report['sets'][s]['tracks']}" for s in SETS)
     print(f"mtt split: {sizes}; mean MAD {report['mean_mad']}", file=sys.stderr)
     return 0
+
+
+def make_split(args):
+    """(track table, set name per track, the report's settings) of the dataset `args` name: the
+    dataset's official split, a published one, or ours."""
+    tags = read_tag_list(args.tag_list) if args.tag_list else None
+    if tags is not None and not tags:
+        raise DatasetError(args.tag_list, "the tag list is empty")
+    if args.min_positives and (args.published or args.official_split):
+        raise ValueError("--min-positives is for our split, not --published/--official-split")
+    options = {name: getattr(args, name) for name in format_options(split_formats())}
+    if args.official_split:
+        table, set_of_track = load_official_split(args.format, args.official_split, tags,
+                                                  args.top_tags, **options)
+        return table, set_of_track, {"format": args.format,
+                                     "official_split": str(args.official_split)}
+    table = load_tracks(args.format, tags, args.top_tags, **options) if args.format else None
+    if args.published:
+        vocab = table.tags if table is not None else (tags or list(MSD_TOP50))
+        set_of_track, table = import_published(args.published, table, vocab, args.audio_ext)
+        return table, set_of_track, {"published": str(args.published)}
+    if table is None:
+        raise ValueError("give --format (and its metadata) or --published")
+    dropped = []
+    if args.min_positives:
+        table, dropped = drop_rare_tags(table, args.min_positives)
+    set_of_track = split_tracks(table, args.fractions, args.seed, args.exclude_artists,
+                                args.search_iterations)
+    settings = {"format": args.format, "seed": args.seed,
+                "fractions": [float(f) for f in args.fractions],
+                "exclude_artists": args.exclude_artists,
+                "search_iterations": args.search_iterations}
+    if args.min_positives:
+        settings.update(min_positives=args.min_positives, dropped_tags=dropped)
+    return table, set_of_track, settings
+
+
+def catalogue_file(args):
+    """The first metadata file of its format that `args` give (None without a format)."""
+    if not args.format:
+        return None
+    official = bool(args.official_split)
+    return next((getattr(args, o.name) for o in FORMATS[args.format].reads(official)
+                 if o.tracked and getattr(args, o.name)), None)
 
 
 def check_usable(table: TrackTable, set_of_track, labels_known=True) -> None:

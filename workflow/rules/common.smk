@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from mtt.config import SPLIT_SETS, ConfigError, WorkflowPlan, check_workflow_config
+from mtt.datasets import DEMO_SPLIT, FORMATS, SPLIT_OPTIONS
 
 
 def validate_config():
@@ -161,42 +162,41 @@ def one_of(names):
 
 # ---- data --------------------------------------------------------------------------------
 
+
 def demo_dir():
     return f"{RESULTS}/data/demo"
 
 
-def split_inputs(wildcards):
-    """Files `mtt split` reads (tracked, so replacing them reruns the split)."""
+def split_settings():
+    """(format, [(option, value)]) of `mtt split`: the options the format's reader takes (ours
+    or its official split's) and those of every format, as the config gives them, files first.
+    The demo is the MSD layout in its folder."""
     dataset = config["dataset"]
     if DEMO:
+        dataset = {**dataset, **{key: value if key == "format" else f"{demo_dir()}/{value}"
+                                 for key, value in DEMO_SPLIT.items()}}
+    official = "official_split" in dataset
+    folder = [o for o in SPLIT_OPTIONS if o.name == "official_split" and official]
+    common = [o for o in SPLIT_OPTIONS if o.name != "official_split"]
+    options = [*folder, *FORMATS[dataset["format"]].reads(official), *common]
+    options.sort(key=lambda option: not option.tracked)  # stable: files first, then the rest
+    return dataset["format"], [(o, dataset[o.name]) for o in options if o.name in dataset]
+
+
+def split_inputs(wildcards):
+    """Files `mtt split` reads (tracked, so replacing them reruns the split); the demo's are
+    in its folder, a workflow output."""
+    if DEMO:
         return {"demo": demo_dir()}
-    files = {}
-    if dataset["format"] == "msd":
-        files["track_metadata"] = dataset["track_metadata"]
-        files["lastfm_tags"] = dataset["lastfm_tags"]
-    else:
-        files["metadata"] = dataset["metadata"]
-    if "tag_list" in dataset:
-        files["tag_list"] = dataset["tag_list"]
-    return files
+    return {option.name: value for option, value in split_settings()[1] if option.tracked}
 
 
 def split_options(wildcards):
-    """`mtt split` options naming the dataset (the demo is a small MSD) and its vocabulary: a
-    function of the config only, not of `input`, so that Snakemake sees a changed value and
-    reruns the split (params that read `input` are left out of its rerun check)."""
-    dataset = config["dataset"]
-    if DEMO:
-        demo = Path(demo_dir())
-        options = {"format": "msd", "track_metadata": demo / "track_metadata.db",
-                   "lastfm_tags": demo / "lastfm_tags.db", "tag_list": demo / "tags.txt"}
-    else:
-        options = {"format": dataset["format"]}
-        options.update(build_split_inputs(wildcards))
-    for key in ("audio_ext", "top_tags", "min_positives"):
-        if key in dataset:
-            options[key] = dataset[key]
-    return cli_options(options)
+    """`mtt split` options naming the dataset and its vocabulary: a function of the config
+    only, not of `input`, so that Snakemake sees a changed value and reruns the split (params
+    that read `input` are left out of its rerun check)."""
+    format, options = split_settings()
+    return cli_options({"format": format, **{option.name: value for option, value in options}})
 
 
 def audio_inputs(wildcards):

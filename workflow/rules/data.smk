@@ -7,7 +7,7 @@ rule demo_data:
             {
                 key.removeprefix("demo_"): value
                 for key, value in config["dataset"].items()
-                if key in ("demo_size", "demo_seed", "demo_songs", "demo_seconds")
+                if key in {option.name for option in FORMATS["demo"].options}
             }
         ),
     log:
@@ -27,7 +27,7 @@ rule demo_data:
 
 rule build_splits:
     input:
-        unpack(build_split_inputs),
+        unpack(split_inputs),
     output:
         **{split: f"{RESULTS}/split/{split}.tsv" for split in SPLITS},
         tags=f"{RESULTS}/split/tags.txt",

@@ -10,7 +10,8 @@ def split_differences(report_json):
         recorded = json.loads(Path(report_json).read_text())
     except (OSError, ValueError):
         return []  # not readable: the report itself will say what is missing
-    expected = {"format": "msd" if DEMO else config["dataset"]["format"], **config["split"]}
+    recorded_format = DEMO_SPLIT["format"] if DEMO else config["dataset"]["format"]
+    expected = {"format": recorded_format, **config["split"]}
     differences = [f"{key} {recorded[key]} (this config: {value})"
                    for key, value in expected.items() if key in recorded and recorded[key] != value]
     official = config["dataset"].get("official_split")

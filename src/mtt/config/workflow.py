@@ -9,6 +9,7 @@ builds one `WorkflowPlan` at plan time and calls `check_workflow_config` first.
 """
 import re
 
+from ..datasets import config_problem, config_schema
 from .families import FAMILIES
 from .training import TrainConfig, refused_sizes
 
@@ -117,6 +118,7 @@ def check_workflow_config(config: dict) -> None:
     if abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError("split > fractions",
                           f"{fractions} sum to {sum(fractions):g}; they must sum to 1")
+    _check_dataset(config["dataset"])
     _check_families(config)
     plan = WorkflowPlan(config)
     for key, entry in plan.student_entries.items():
@@ -134,6 +136,21 @@ def check_workflow_config(config: dict) -> None:
                   for key in plan.students})
     for model, at in where.items():
         _check_model(plan.model_options(model), at, own=plan.own_entry(model))
+
+
+def _check_dataset(dataset: dict) -> None:
+    """The `dataset:` section against the formats' own declarations (mtt.datasets): the schema
+    they make (jsonschema, which the workflow has, is imported only here) and what it cannot say."""
+    from jsonschema import Draft202012Validator, ValidationError
+
+    try:
+        Draft202012Validator(config_schema()).validate(dataset)
+    except ValidationError as error:
+        raise ConfigError(" > ".join(["dataset", *(str(p) for p in error.absolute_path)]),
+                          error.message) from None
+    problem = config_problem(dataset)
+    if problem:
+        raise ConfigError(f"dataset > {problem[0]}", problem[1])
 
 
 def _check_families(config: dict) -> None:

@@ -1,19 +1,15 @@
-"""Dataset adapters: every supported metadata format -> one normalized `TrackTable`.
+"""Dataset formats: the registry of the metadata layouts `mtt split` reads and the workflow's
+`dataset:` section names.
 
-A track table holds, for each track, its ID, its artist's ID, its audio path relative to the audio
-root, and a boolean label row over a tag vocabulary (the model's output order). The split and the
-rest of the pipeline only ever see this table, whatever the dataset.
+Each format declares its options (config keys under `dataset:` and `mtt split` flags: a JSON
+schema of the value, a help line, whether it is a file the workflow tracks as an input of the
+split), the options its loader needs, its loader and, where it has one, the reader of its
+official split. Loaders and readers are "module:function" names in the adapter modules (numpy,
+pandas), imported only when a split is made: this module needs the standard library alone, so
+the workflow imports it at plan time. Adding a format: docs/EXTENDING.md.
 """
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-
-from mtt.tsv import TsvError, read_tsv
-
-FORMATS = ("msd", "mtg-jamendo", "mtat", "tsv")
+from dataclasses import dataclass, field, replace
+from importlib import import_module
 
 
 class DatasetError(Exception):
@@ -25,163 +21,201 @@ class DatasetError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
-def check_npy_size(path, f, shape, dtype, ndim=None, expected=None):
-    """A .npy header's claims against the file, before anything is allocated: the number of
-    dimensions (or the whole shape) expected, and as many bytes after the header as the shape
-    declares (an object array: at least one byte per element)."""
-    if ndim is not None and len(shape) != ndim:
-        raise DatasetError(path, f"expected a {ndim}-D array, its header declares shape {shape}")
-    if expected is not None and tuple(shape) != tuple(expected):
-        raise DatasetError(path, f"shape {tuple(shape)} does not match {expected[0]} IDs x "
-                                 f"{expected[1]} tags")
-    count = 1
-    for n in shape:
-        count *= int(n)
-    declared = count if dtype.hasobject else count * dtype.itemsize
-    stored = os.fstat(f.fileno()).st_size - f.tell()
-    if declared > stored:
-        raise DatasetError(path, f"its header declares {tuple(shape)} {dtype} ({declared:,} "
-                                 f"bytes) but the file holds {stored:,} bytes of data")
+PATH = {"type": "string", "minLength": 1}
+POSITIVE_INT = {"type": "integer", "minimum": 1}
 
 
-def read_npy_header(path, f):
-    """(shape, fortran order, dtype) of the .npy file open as `f`, its data next."""
-    version = np.lib.format.read_magic(f)
-    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                   else np.lib.format.read_array_header_2_0)
-    return read_header(f)
+@dataclass(frozen=True)
+class Option:
+    """One setting of a dataset: `dataset: {<name>: ...}` in the workflow's config and
+    `mtt split --<name with dashes>`."""
+    name: str
+    help: str
+    schema: dict = field(default_factory=lambda: PATH)
+    tracked: bool = False  # a file or folder `mtt split` reads: a new one reruns the split
+    default: object = None  # of the `mtt split` flag (the config leaves it out when not given)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
 
-@dataclass
-class TrackTable:
-    track_id: np.ndarray  # (n,) str
-    artist_id: np.ndarray  # (n,) str ("" when unknown)
-    path: np.ndarray  # (n,) str, relative to the audio root
-    labels: np.ndarray  # (n, n_tags) bool
-    tags: list  # the vocabulary, model output order
-
-    def __post_init__(self):
-        n = len(self.track_id)
-        if not (len(self.artist_id) == len(self.path) == self.labels.shape[0] == n):
-            raise ValueError("track table columns differ in length")
-        if self.labels.shape[1] != len(self.tags):
-            raise ValueError("label matrix width differs from the vocabulary size")
-
-    def __len__(self):
-        return len(self.track_id)
-
-    def subset(self, index) -> "TrackTable":
-        return TrackTable(self.track_id[index], self.artist_id[index], self.path[index],
-                          self.labels[index], list(self.tags))
-
-    def tag_strings(self) -> np.ndarray:
-        """Each track's tags joined by ';' in vocabulary order ('' when it has none)."""
-        return join_tags(self.labels, self.tags)
+@dataclass(frozen=True)
+class OfficialSplit:
+    """A dataset's own split: `reader(folder, **options, tags=, top_tags=)` -> (TrackTable, set
+    name per track), given of the format's options those in `reads` (it needs them all)."""
+    reader: str
+    folder: str  # what the folder holds, for the help of --official-split
+    reads: tuple = ()
 
 
-def join_tags(labels: np.ndarray, tags) -> np.ndarray:
-    """Rows of a boolean label matrix as ';'-joined tag strings, one join per distinct row."""
-    n = labels.shape[0]
-    if n == 0:
-        return np.array([], dtype=object)
-    packed = np.packbits(labels, axis=1)
-    order = np.lexsort(packed.T[::-1])  # group equal rows (faster than np.unique(axis=0))
-    ordered = packed[order]
-    new_group = np.r_[True, (ordered[1:] != ordered[:-1]).any(1)]
-    group = np.empty(n, dtype=np.int64)
-    group[order] = np.cumsum(new_group) - 1
-    tag_array = np.array(tags, dtype=object)
-    width = labels.shape[1]
-    strings = np.array(
-        [";".join(tag_array[np.unpackbits(p)[:width].astype(bool)]) for p in ordered[new_group]],
-        dtype=object)
-    return strings[group]
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A metadata layout: `loader(**options, tags=, top_tags=)` -> TrackTable, given the
+    options the call names and always the `required` ones. A format without a loader (the demo)
+    is made by the workflow and split as another format."""
+    name: str
+    options: tuple = ()
+    required: tuple = ()
+    loader: str | None = None
+    official_split: OfficialSplit | None = None
+
+    def reads(self, official: bool) -> tuple:
+        """The options `mtt split` passes on: to the official-split reader, or to the loader."""
+        if official:
+            return tuple(o for o in self.options if o.name in self.official_split.reads)
+        return self.options
+
+    def needs(self, official: bool) -> tuple:
+        return self.official_split.reads if official else self.required
 
 
-def split_tag_strings(values, path) -> list[list[str]]:
-    """';'-joined tag strings -> lists of tags, stripped, empty entries dropped."""
-    out = []
-    for value in values:
-        if not isinstance(value, str):
-            raise DatasetError(path, f"tags value {value!r} is not text")
-        out.append([t.strip() for t in value.split(";") if t.strip()])
-    return out
+def _function(name: str):
+    module, function = name.split(":")
+    return getattr(import_module(module), function)
 
 
-def choose_vocabulary(tag_lists, path, tags=None, top_tags=None, order="frequency") -> list[str]:
-    """The vocabulary: `tags` if given, else every tag seen (most frequent first, ties by name,
-    or first-seen order with order="seen"), cut to the `top_tags` most frequent if given."""
-    if tags is not None:
-        tags = list(tags)
-        if len(set(tags)) != len(tags):
-            raise DatasetError(path, "the tag list has duplicates")
-        if not tags:
-            raise DatasetError(path, "the tag list is empty")
-        return tags
-    counts = {}
-    for row in tag_lists:
-        for t in row:
-            counts[t] = counts.get(t, 0) + 1
-    if not counts:
-        raise DatasetError(path, "no tags found")
-    if order == "seen":
-        vocab = list(counts)
-    else:
-        vocab = sorted(counts, key=lambda t: (-counts[t], t))
-    if top_tags is not None:
-        keep = set(sorted(counts, key=lambda t: (-counts[t], t))[:top_tags])
-        vocab = [t for t in vocab if t in keep]
-    return vocab
+def _metadata(help):
+    return Option("metadata", help, tracked=True)
 
 
-def label_matrix(tag_lists, vocab) -> np.ndarray:
-    """Lists of tags -> (n, len(vocab)) bool; tags outside the vocabulary are ignored."""
-    index = {t: i for i, t in enumerate(vocab)}
-    labels = np.zeros((len(tag_lists), len(vocab)), dtype=bool)
-    for row, tags in enumerate(tag_lists):
-        for t in tags:
-            column = index.get(t)
-            if column is not None:
-                labels[row, column] = True
-    return labels
+DEMO_OPTIONS = (
+    Option("demo_size", "small | default (demo_songs, demo_seconds override it)",
+           {"enum": ["small", "default"]}),
+    Option("demo_seed", "seed of the synthetic catalogue", {"type": "integer", "minimum": 0}),
+    Option("demo_songs", "songs in the catalogue (overrides demo_size)", POSITIVE_INT),
+    Option("demo_seconds", "seconds of audio per song (overrides demo_size)",
+           {"type": "number", "minimum": 1}),
+)
+
+FORMATS = {f.name: f for f in (
+    DatasetFormat("demo", DEMO_OPTIONS),
+    DatasetFormat("msd", (
+        Option("track_metadata", "MSD track_metadata.db", tracked=True),
+        Option("lastfm_tags", "MSD lastfm_tags.db", tracked=True),
+        Option("min_tag_weight", "ignore Last.fm tags weighted below W (0-100)",
+               {"type": "number", "minimum": 0}),
+        Option("audio_ext", "audio file extension (also of a --published split's paths)",
+               {"type": "string", "pattern": "^[A-Za-z0-9]+$"}, default="mp3"),
+    ), ("track_metadata", "lastfm_tags"), "mtt.datasets.msd:load_msd"),
+    DatasetFormat("mtg-jamendo", (_metadata("autotagging*.tsv"),), ("metadata",),
+                  "mtt.datasets.mtg_jamendo:load_mtg_jamendo",
+                  OfficialSplit("mtt.datasets.mtg_jamendo:load_official_split",
+                                "split-N/autotagging*-{train,validation,test}.tsv")),
+    DatasetFormat("mtat", (_metadata("annotations_final.csv"),), ("metadata",),
+                  "mtt.datasets.mtat:load_mtat",
+                  OfficialSplit("mtt.datasets.mtat:load_official_split",
+                                "{train,valid,test}.npy (sota-music-tagging-models split/mtat/, "
+                                "with metadata annotations_final.csv)", ("metadata",))),
+    DatasetFormat("tsv", (_metadata("the catalogue: track_id, artist_id, path, tags"),),
+                  ("metadata",), "mtt.datasets.tsv:load_tsv"),
+)}
+
+# The demo's folder (`mtt demo-data`) holds the MSD layout: it is split as these options.
+DEMO_SPLIT = {"format": "msd", "track_metadata": "track_metadata.db",
+              "lastfm_tags": "lastfm_tags.db", "tag_list": "tags.txt"}
+
+# Options of every format (`dataset:` keys and `mtt split` flags).
+SPLIT_OPTIONS = (
+    Option("tag_list", "vocabulary file, one tag per line (model output order); default: the "
+           "MSD top 50 for msd, every tag for the others", tracked=True),
+    Option("top_tags", "keep only the N most frequent tags", POSITIVE_INT),
+    Option("min_positives", "before splitting, drop the tags fewer than N tracks have (a tag "
+           "needs about N x the test share of them to have one in the test set); tracks left "
+           "with no tag become unlabeled", POSITIVE_INT),
+    Option("official_split", "use the dataset's official split in this folder instead of "
+           "splitting: " + "; ".join(f"{f.name} {f.official_split.folder}"
+                                     for f in FORMATS.values() if f.official_split),
+           tracked=True),
+)
+AUDIO_ROOT = Option("audio_root", "the folder the tracks' paths are relative to (not for demo)")
 
 
-def read_tab_table(path):
-    """A table in the dialect of `mtt.tsv` (every row as wide as the header), every cell a
-    string; clear errors naming the file (and the line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "file not found")
-    try:
-        return read_tsv(path)
-    except TsvError as error:
-        raise DatasetError(path, error.reason) from None
+def split_formats() -> list:
+    """The formats `mtt split --format` reads (every one with a loader)."""
+    return [name for name, f in FORMATS.items() if f.loader]
 
 
-def check_unique_ids(track_id, path):
-    duplicated = pd.Index(track_id).duplicated()
-    if duplicated.any():
-        raise DatasetError(path, f"duplicate track IDs, e.g. {track_id[duplicated][0]!r}")
+def format_options(formats) -> dict:
+    """The options of `formats` (names), one per name, its help prefixed by the format: formats
+    that share one (metadata) declare the same value, and its help gives each one's meaning."""
+    declared = {}
+    for name in formats:
+        for option in FORMATS[name].options:
+            declared.setdefault(option.name, []).append((name, option))
+    merged = {}
+    for name, pairs in declared.items():
+        first = pairs[0][1]
+        if any((o.schema, o.tracked) != (first.schema, first.tracked) for _, o in pairs):
+            raise ValueError(f"dataset option {name}: formats "
+                             f"{', '.join(f for f, _ in pairs)} declare different values")
+        merged[name] = replace(first, help="; ".join(f"{f}: {o.help}" for f, o in pairs))
+    return merged
 
 
-def load_tracks(format: str, *, metadata=None, track_metadata=None, lastfm_tags=None, tags=None,
-                top_tags=None, min_tag_weight=None, audio_ext="mp3") -> TrackTable:
-    """Read one dataset's metadata into a `TrackTable` (see each adapter for the format)."""
-    if format == "msd":
-        from mtt.datasets.msd import load_msd
-        if track_metadata is None or lastfm_tags is None:
-            raise ValueError("--format msd needs --track-metadata and --lastfm-tags")
-        return load_msd(track_metadata, lastfm_tags, tags=tags, top_tags=top_tags,
-                        min_tag_weight=min_tag_weight, audio_ext=audio_ext)
-    if metadata is None:
-        raise ValueError(f"--format {format} needs --metadata")
-    if format == "mtg-jamendo":
-        from mtt.datasets.mtg_jamendo import load_mtg_jamendo
-        return load_mtg_jamendo(metadata, tags=tags, top_tags=top_tags)
-    if format == "mtat":
-        from mtt.datasets.mtat import load_mtat
-        return load_mtat(metadata, tags=tags, top_tags=top_tags)
-    if format == "tsv":
-        from mtt.datasets.tsv import load_tsv
-        return load_tsv(metadata, tags=tags, top_tags=top_tags)
-    raise ValueError(f"unknown dataset format {format!r} (choose from {', '.join(FORMATS)})")
+def load_tracks(format: str, tags=None, top_tags=None, **options):
+    """Read one dataset's metadata into a `TrackTable` (see each adapter for the format);
+    `options`: the format's own (None: not given)."""
+    dataset = FORMATS[format]
+    own = {o.name for o in dataset.options}
+    given = {k: v for k, v in options.items() if v is not None and k in own}
+    check_needs(dataset, given, official=False)
+    return _function(dataset.loader)(**given, tags=tags, top_tags=top_tags)
+
+
+def load_official_split(format: str, folder, tags=None, top_tags=None, **options):
+    """(TrackTable, set name per track) of the dataset's own split in `folder`."""
+    dataset = FORMATS.get(format)
+    if dataset is None or dataset.official_split is None:
+        raise ValueError(f"--official-split is for --format {' or '.join(official_formats())}, "
+                         f"not {format}")
+    given = {k: v for k, v in options.items()
+             if v is not None and k in dataset.official_split.reads}
+    check_needs(dataset, given, official=True)
+    return _function(dataset.official_split.reader)(folder, **given, tags=tags,
+                                                     top_tags=top_tags)
+
+
+def official_formats() -> list:
+    return [name for name, f in FORMATS.items() if f.official_split]
+
+
+def check_needs(dataset: DatasetFormat, given, official: bool) -> None:
+    missing = [name for name in dataset.needs(official) if name not in given]
+    if missing:
+        flags = " and ".join("--" + name.replace("_", "-") for name in missing)
+        with_split = " --official-split" if official else ""
+        raise ValueError(f"--format {dataset.name}{with_split} needs {flags}")
+
+
+def config_problem(dataset: dict):
+    """(key, reason) of what the schema cannot say about a `dataset:` section; None if fine."""
+    if "official_split" not in dataset:
+        return None
+    if not FORMATS[dataset["format"]].official_split:
+        return ("official_split", f"it is for format {' or '.join(official_formats())}, "
+                                  f"not {dataset['format']}")
+    if "min_positives" in dataset:
+        return "min_positives", "it is for our split, not an official_split"
+    return None
+
+
+def config_schema() -> dict:
+    """The JSON schema of the workflow's `dataset:` section: every format's options (a key
+    unknown to all of them is an error), and the ones the format in use needs."""
+    options = [AUDIO_ROOT, *SPLIT_OPTIONS, *format_options(FORMATS).values()]
+    properties = {"format": {"enum": list(FORMATS)}}
+    for option in options:
+        properties[option.name] = {**option.schema, "description": option.help}
+    rules = []
+    for name, dataset in FORMATS.items():
+        if not dataset.loader:
+            continue
+        ours = {"properties": {"format": {"const": name}}, "not": {"required": ["official_split"]}}
+        rules.append({"if": ours, "then": {"required": ["audio_root", *dataset.required]}})
+        if dataset.official_split:
+            theirs = {"properties": {"format": {"const": name}}, "required": ["official_split"]}
+            rules.append({"if": theirs, "then": {
+                "required": ["audio_root", *dataset.official_split.reads]}})
+    return {"type": "object", "additionalProperties": False, "required": ["format"],
+            "properties": properties, "allOf": rules}

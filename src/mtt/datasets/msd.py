@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtt.datasets import DatasetError, TrackTable, check_unique_ids
+from mtt.datasets import DatasetError
+from mtt.datasets.table import TrackTable, check_unique_ids
 from mtt.tags import MSD_TOP50
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mtt.datasets import (DatasetError, TrackTable, check_npy_size, check_unique_ids,
-                          read_npy_header, read_tab_table)
+from mtt.datasets import DatasetError
+from mtt.datasets.table import (TrackTable, check_npy_size, check_unique_ids, read_npy_header,
+                                read_tab_table)
 
 
 def artist_of_mp3_path(mp3_path: str) -> str:
@@ -31,26 +32,26 @@ def _unquote(value: str) -> str:
     return value
 
 
-def load_mtat(path, tags=None, top_tags=None) -> TrackTable:
-    path = Path(path)
-    table = read_tab_table(path)
+def load_mtat(metadata, tags=None, top_tags=None) -> TrackTable:
+    metadata = Path(metadata)
+    table = read_tab_table(metadata)
     table.columns = [_unquote(column) for column in table.columns]
     for column in ("clip_id", "mp3_path"):
         if column not in table.columns:
-            raise DatasetError(path, f"no {column!r} column")
+            raise DatasetError(metadata, f"no {column!r} column")
         table[column] = [_unquote(value) for value in table[column]]
     tag_columns = [c for c in table.columns if c not in ("clip_id", "mp3_path")]
     values = table[tag_columns]  # quoted or not: unquoting 190 columns would take seconds
     bad = ~values.isin(["0", "1", '"0"', '"1"'])
     if bad.to_numpy().any():
         row, col = np.argwhere(bad.to_numpy())[0]
-        raise DatasetError(path, f"line {row + 2}, column {tag_columns[col]!r}: "
+        raise DatasetError(metadata, f"line {row + 2}, column {tag_columns[col]!r}: "
                                  f"{_unquote(values.iat[row, col])!r} is not 0 or 1")
     labels = values.isin(["1", '"1"']).to_numpy()
     if tags is not None:
         missing = [t for t in tags if t not in tag_columns]
         if missing:
-            raise DatasetError(path, f"tag(s) not among the columns: {missing[:5]}")
+            raise DatasetError(metadata, f"tag(s) not among the columns: {missing[:5]}")
         vocab = list(tags)
         labels = labels[:, [tag_columns.index(t) for t in vocab]]
     else:
@@ -59,7 +60,7 @@ def load_mtat(path, tags=None, top_tags=None) -> TrackTable:
         keep = np.sort(np.argsort(-labels.sum(0), kind="stable")[:top_tags])
         labels, vocab = labels[:, keep], [vocab[i] for i in keep]
     track_id = table["clip_id"].to_numpy(dtype=object)
-    check_unique_ids(track_id, path)
+    check_unique_ids(track_id, metadata)
     mp3_path = table["mp3_path"].to_numpy(dtype=object)
     artist_id = np.array([artist_of_mp3_path(p) for p in mp3_path], dtype=object)
     return TrackTable(track_id, artist_id, mp3_path, labels, vocab)
@@ -102,9 +103,6 @@ def load_official_split(folder, metadata, tags=None, top_tags=None):
     """(TrackTable, set per track): tags and labels from annotations_final.csv (`metadata`; the
     usual vocabulary is `top_tags=50`), set membership from the split files; clips in no split
     file go to `none`."""
-    if not metadata:
-        raise DatasetError(folder, "--format mtat --official-split also needs --metadata "
-                                   "annotations_final.csv (tags and clip ids)")
     table = load_mtat(metadata, tags, top_tags)
     membership = read_official_split(folder)
     sets = np.array([membership.get(p, "none") for p in table.path], dtype=object)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtt.datasets import (DatasetError, TrackTable, check_unique_ids, choose_vocabulary,
-                          label_matrix)
+from mtt.datasets import DatasetError
+from mtt.datasets.table import TrackTable, check_unique_ids, choose_vocabulary, label_matrix
 from mtt.tsv import TsvError, tsv_lines
 
 HEADER = ["TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION"]
@@ -38,11 +38,11 @@ def read_mtg_jamendo(path):
     return track_ids, artist_ids, paths, tag_lists
 
 
-def load_mtg_jamendo(path, tags=None, top_tags=None) -> TrackTable:
-    track_ids, artist_ids, paths, tag_lists = read_mtg_jamendo(path)
+def load_mtg_jamendo(metadata, tags=None, top_tags=None) -> TrackTable:
+    track_ids, artist_ids, paths, tag_lists = read_mtg_jamendo(metadata)
     track_id = np.array(track_ids, dtype=object)
-    check_unique_ids(track_id, path)
-    vocab = choose_vocabulary(tag_lists, path, tags, top_tags)
+    check_unique_ids(track_id, metadata)
+    vocab = choose_vocabulary(tag_lists, metadata, tags, top_tags)
     return TrackTable(track_id, np.array(artist_ids, dtype=object),
                       np.array(paths, dtype=object), label_matrix(tag_lists, vocab), vocab)
 

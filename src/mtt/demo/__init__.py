@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from mtt.checks import nonnegative_int, output_folder, positive_float, positive_int
-from mtt.datasets.msd import LASTFM_TAGS, TRACK_METADATA
+from mtt.datasets import DEMO_SPLIT
 from mtt.demo.catalogue import TAGS, Song, make_catalogue
 from mtt.demo.labels import observe_all, observed_tags
 from mtt.demo.msd import write_audio, write_lastfm_tags, write_track_metadata
@@ -91,9 +91,11 @@ def generate(out, seed=0, size="default", workers=2, n_songs=None, seconds=None)
     else:
         for job in jobs:
             write_audio(job)
-    write_track_metadata(tmp / TRACK_METADATA, songs, artists, settings["seconds"], seed)
-    write_lastfm_tags(tmp / LASTFM_TAGS, tag_rows)
-    (tmp / "tags.txt").write_text("".join(f"{t}\n" for t in TAGS), encoding="utf-8")
+    # the files the workflow splits the demo from, as the dataset registry names them
+    write_track_metadata(tmp / DEMO_SPLIT["track_metadata"], songs, artists, settings["seconds"],
+                         seed)
+    write_lastfm_tags(tmp / DEMO_SPLIT["lastfm_tags"], tag_rows)
+    (tmp / DEMO_SPLIT["tag_list"]).write_text("".join(f"{t}\n" for t in TAGS), encoding="utf-8")
     labeled = {t for t, tag, _ in tag_rows if tag in TAGS}
     summary = {"seed": seed, "size": size, "songs": len(songs), "artists": len(artists),
                "seconds": settings["seconds"], "sample_rate": SAMPLE_RATE,
