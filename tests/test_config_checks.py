@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY, planned_jobs, slow_case, snakemake
 from mtt.models import PRESETS, MusicTaggingTransformer
-from mtt.train import TrainFiles, add_arguments, check_options
+from mtt.training.command import TrainFiles, add_arguments, check_options
 from mtt.train_config import TrainConfig
 
 DEFAULTS = inspect.signature(MusicTaggingTransformer).parameters

@@ -330,7 +330,7 @@ def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tm
     prediction for it, read by track ID; a training song without a prediction is an error."""
     from mtt.formats.pseudo_labels import read_pseudo_labels
     from mtt.formats.split_folder import read_split
-    from mtt.train import teacher_predictions
+    from mtt.training.data import teacher_predictions
     predictions = tmp_path / "train.labels.h5"
     assert main(["pseudo-label", "--checkpoint", str(teacher / "best.ckpt"), "--mels",
                  str(toy / "labeled.h5"), "--out", str(predictions), "--chunks", "2",
@@ -466,7 +466,7 @@ def test_two_processes_with_torchrun(toy, tmp_path):
 
 
 def test_loader_workers_stay_within_the_jobs_threads():
-    from mtt.train import loader_workers
+    from mtt.training.data import loader_workers
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert loader_workers(None, cpu, 8) == 0
     assert loader_workers(None, cuda, None) == 4
@@ -475,7 +475,7 @@ def test_loader_workers_stay_within_the_jobs_threads():
 
 
 def test_sharpened_pseudo_labels_keep_their_order_and_move_away_from_one_half():
-    from mtt.data import pseudo_targets
+    from mtt.training.objective import pseudo_targets
     probs = torch.tensor([[0.05, 0.3, 0.5, 0.7, 0.99]])
     same, weights = pseudo_targets(probs, "soft", 0.5, temperature=1.0)
     assert torch.equal(same, probs) and torch.equal(weights, torch.ones_like(probs))
@@ -494,21 +494,23 @@ def test_crop_targets_are_the_teacher_on_the_same_clean_crop(toy, teacher, pseud
     that crop before the student's noise, not the song-level pseudo-label."""
     import argparse
     import torch.nn.functional as F
-    from mtt import train as train_module
+    from mtt.train_config import TrainConfig
+    from mtt.training import objective
+    from mtt.training.command import TrainFiles, Trainer, add_arguments
     parser = argparse.ArgumentParser()
-    train_module.add_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(train_args(
         toy, tmp_path / "s", "--max-epochs", "1", "--steps-per-epoch", "1", "--noise", "none",
         "--pseudo-labels", str(pseudo_labels), "--unlabeled-mels", str(toy / "unlabeled.h5"),
         "--pseudo-targets", "crop", "--teacher-checkpoint", str(teacher / "best.ckpt"),
         "--precision", "fp32")[1:])
-    trainer = train_module.Trainer.from_args(args)
-    mels, targets, sources = next(iter(trainer.loader))
+    trainer = Trainer(TrainConfig.from_args(args), TrainFiles.from_args(args))
+    mels, targets, sources = next(iter(trainer.data.loader))
     seen = []
     real_bce = F.binary_cross_entropy_with_logits
-    monkeypatch.setattr(train_module.F, "binary_cross_entropy_with_logits",
+    monkeypatch.setattr(objective.F, "binary_cross_entropy_with_logits",
                         lambda logits, target, **kw: seen.append(target) or real_bce(logits, target, **kw))
-    trainer._step(mels, targets, sources)
+    trainer.step(mels, targets, sources)
     teacher_model, _ = load_checkpoint(teacher / "best.ckpt")
     pseudo = sources == 1
     with torch.no_grad():

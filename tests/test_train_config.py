@@ -13,7 +13,8 @@ import torch.nn.functional as F
 import yaml
 
 from conftest import REPO
-from mtt import train
+from mtt.training.command import add_arguments
+from mtt.training.objective import student_loss
 from mtt.noise import EXTRA_KINDS, NOISE_KINDS, parse_noise_kinds
 from mtt.train_config import (IDENTITY_DEFAULTS, RULE, RUN_IDENTITY, STUDENT_OPTIONS,
                               TOP_LEVEL, TRAIN_OPTIONS, TRAIN_THREADS, TrainConfig, value_type,
@@ -115,7 +116,7 @@ def test_what_only_a_transformer_takes_is_the_workflows_list():
 
 def test_mtt_train_flags_are_the_dataclass_fields_and_the_input_files():
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    add_arguments(parser)
     actions = {a.dest: a for a in parser._actions if a.dest != "help"}
     assert set(actions) == set(FIELDS) | INPUT_FILES
     for name, f in FIELDS.items():
@@ -185,11 +186,11 @@ def test_student_loss_weighs_tags_and_elements():
     labeled, pseudo = torch.rand(2, 3).round(), torch.rand(3, 3)
     weights = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
     tags = torch.tensor([1.0, 0.5, 0.0])
-    loss = train.student_loss(logits, labeled, pseudo, weights, 0.7, tags)
+    loss = student_loss(logits, labeled, pseudo, weights, 0.7, tags)
     bce = F.binary_cross_entropy_with_logits
     expected = (bce(logits[:2], labeled) + 0.7 * (bce(logits[2:], pseudo, reduction="none")
                                                   * tags * weights).sum() / weights.sum())
     assert torch.allclose(loss, expected)
     # without tag weights, and with every element left out: the labeled loss alone
-    assert torch.allclose(train.student_loss(logits, labeled, pseudo, torch.zeros(3, 3), 0.7),
+    assert torch.allclose(student_loss(logits, labeled, pseudo, torch.zeros(3, 3), 0.7),
                           bce(logits[:2], labeled))
