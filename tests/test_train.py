@@ -69,7 +69,8 @@ def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path
 @pytest.mark.slow
 def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher, tmp_path):
     """last.ckpt files written before --lr-decay / --label-blend existed ran with their
-    defaults, so they resume as runs of the same settings."""
+    defaults, so they resume as runs of the same settings (their scheduler: a LambdaLR's state,
+    without decay counters)."""
     out = tmp_path / "older"
     out.mkdir()
     for name in ("best.ckpt", "history.csv"):
@@ -77,11 +78,41 @@ def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher,
     payload = torch.load(teacher / "last.ckpt", weights_only=False)
     for key in ("lr_decay", "lr_patience", "label_blend", "ema_decay"):
         del payload["identity"][key]
-    for key in ("lr_scale", "plateau"):
-        del payload["state"][key]
+    payload["scheduler"] = _lambda_lr_state(payload["scheduler"])
     torch.save(payload, out / "last.ckpt")
     assert main(train_args(toy, out, "--max-epochs", "7", "--patience", "50")) == 0
     assert len(read_history(out)) == 7
+
+
+def _lambda_lr_state(scheduler: dict) -> dict:
+    """A `WarmupPlateauLR` state as the LambdaLR of earlier versions saved it."""
+    older = {k: v for k, v in scheduler.items()
+             if k not in ("warmup", "decay", "patience", "scale", "plateau")}
+    return {**older, "lr_lambdas": [None]}
+
+
+@pytest.mark.slow
+def test_a_last_checkpoint_with_the_decay_in_its_run_state_resumes_the_same_run(toy, tmp_path):
+    """last.ckpt files of earlier versions kept the plateau decay in the run state (`lr_scale`,
+    `plateau`) beside a LambdaLR's state; resumed, they end as the uninterrupted run."""
+    options = ["--patience", "50", "--steps-per-epoch", "2", "--lr", "0.03", "--lr-decay", "0.5",
+               "--lr-patience", "1", "--warmup-steps", "3"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(train_args(toy, straight, "--max-epochs", "5", *options)) == 0
+    assert main(train_args(toy, resumed, "--max-epochs", "3", *options)) == 0
+    payload = torch.load(resumed / "last.ckpt", weights_only=False)
+    scheduler = payload["scheduler"]
+    assert scheduler["scale"] < 1, "no decay in 3 epochs; the test needs a run with one"
+    payload["state"].update(lr_scale=scheduler["scale"], plateau=scheduler["plateau"])
+    payload["scheduler"] = _lambda_lr_state(scheduler)
+    torch.save(payload, resumed / "last.ckpt")
+    assert main(train_args(toy, resumed, "--max-epochs", "5", *options)) == 0
+    columns = ("train_loss", "valid_loss", "lr")
+    assert ([[row[c] for c in columns] for row in read_history(resumed)]
+            == [[row[c] for c in columns] for row in read_history(straight)])
+    a, b = (torch.load(p / "best.ckpt", weights_only=True)["state_dict"]
+            for p in (straight, resumed))
+    assert all(torch.equal(a[key], b[key]) for key in a)
 
 
 @pytest.mark.slow
