@@ -175,7 +175,7 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(toy, pseudo_lab
 def test_a_process_without_a_saved_state_starts_fresh_streams_and_says_so():
     """restore_rng: a rank the saved run did not have is seeded from (seed, rank, epoch); an
     older file's list of CUDA states is no IndexError on the CPU."""
-    from mtt import resume
+    from mtt.training import resume
     from mtt.noise import MelNoise
     noise = MelNoise(seed=[0, 0])
     saved = {"ranks": [resume.rng_state(noise)]}
