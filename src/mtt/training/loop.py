@@ -19,8 +19,8 @@ from ..predict import (channels_last_faster, crop_frames, resolve_device, select
 from ..train_config import TrainConfig
 from . import resume
 from .data import build_data
-from .objective import NoisyStudentObjective, SupervisedObjective
-from .outputs import HISTORY_COLUMNS, RunFolder, tensorboard_writer
+from .objective import choose_objective
+from .outputs import RunFolder, add_scalars, epoch_line, history_row, tensorboard_writer
 from .processes import Processes
 from .schedule import WarmupPlateauLR
 from .state import RunState, selection_score
@@ -29,7 +29,24 @@ from .validation import validate
 LOG_EVERY = 50  # steps between reads of the running training loss (a host-device sync on a GPU)
 
 
+def build_run_model(config: TrainConfig, n_tags: int, device: torch.device, rank: int):
+    """(the model on `device`, its precision, its crop length in frames); every rank starts from
+    the same weights, and draws its own dropout and drop-path masks after."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, n_tags, preset=config.preset,
+                        **config.model_config()).to(device)
+    if rank > 0:  # rank 0, and a single process, keep the stream of config.seed
+        torch.manual_seed(resume.fresh_seed(config.seed, rank))
+    # "fp32" or "bf16"; auto knows the model (small CNNs stay fp32 on bf16 CPUs)
+    precision = select_precision(config.precision, device, model=model)
+    if channels_last_faster(model, device, precision):
+        to_channels_last(model)  # same weights, NHWC activations: faster small CNNs
+    return model, precision, crop_frames(model, config.crop_seconds)
+
+
 class Trainer:
+    """One process's part of a run."""
+
     def __init__(self, config: TrainConfig, files):
         """`files`: `mtt.training.command.TrainFiles`."""
         self.config = config
@@ -39,17 +56,8 @@ class Trainer:
         self.tags = read_tag_list(files.tags)
         if not self.tags:
             raise ValueError(f"{files.tags}: no tags")
-        torch.manual_seed(config.seed)  # the same initial weights on every rank
-        self.model = build_model(config.model, len(self.tags), preset=config.preset,
-                                 **config.model_config()).to(self.device)
-        if rank > 0:  # dropout and drop-path masks of their own on each rank (rank 0, and a
-            # single process, keep the stream of config.seed)
-            torch.manual_seed(resume.fresh_seed(config.seed, rank))
-        # "fp32" or "bf16"; auto knows the model (small CNNs stay fp32 on bf16 CPUs)
-        self.precision = select_precision(config.precision, self.device, model=self.model)
-        if channels_last_faster(self.model, self.device, self.precision):
-            to_channels_last(self.model)  # same weights, NHWC activations: faster small CNNs
-        self.frames = crop_frames(self.model, config.crop_seconds)
+        self.model, self.precision, self.frames = build_run_model(config, len(self.tags),
+                                                                  self.device, rank)
         noise_kinds = config.noise_kinds(files.is_student)
         self.identity = config.identity(
             files.is_student, model_config=self.model.config, tags=self.tags,
@@ -61,27 +69,26 @@ class Trainer:
         self.scheduler = WarmupPlateauLR(self.optimizer, config.warmup_steps, config.lr_decay,
                                          config.lr_patience)
         self.noise = MelNoise(noise_kinds, config.noise_prob, seed=[config.seed, rank])
-        self.objective = (NoisyStudentObjective(
-            config, self.noise, self.device, self.precision, self.data.plan.n_labeled,
-            self.data.tag_weights, self.data.crop_teacher) if files.is_student
-            else SupervisedObjective(self.noise, self.device, self.precision))
+        self.objective = choose_objective(files.is_student, config, self.noise, self.device,
+                                          self.precision, self.data)
         self.ddp_model = self.processes.wrap(self.model)
         # --ema-decay: the averaged weights are the ones validated, kept and saved as best.ckpt
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
                                   use_buffers=True) if config.ema_decay > 0 else None)
         self.best_weights = None  # CPU copy of the best epoch's weights, also kept in last.ckpt
         self.folder = RunFolder(files.out, config=config, files=files, identity=self.identity,
-                                role=self.objective.role, tags=self.tags)
+                                role=self.objective.role, tags=self.tags,
+                                model_config=self.model.config)
         self.inputs = files.stamp()
-
-    # ---------------------------------------------------------------------------- training
 
     def fit(self) -> int:
         """Resume or start; then train an epoch, validate, keep the best weights and save, until
         early stopping or the epoch limit."""
         resumed = self._resume()
         if (stopped := self.state.stop_reason(self.config)) is not None:
-            self._already_finished(stopped)
+            if self.processes.is_main:
+                self.processes.log(self.folder.restore_finished(self.state, self.best_weights,
+                                                                stopped))
             return 0
         if resumed:
             self.processes.log(f"resuming from {self.folder.last} after epoch {self.state.epoch}")
@@ -94,14 +101,15 @@ class Trainer:
             improved = self._end_epoch(valid)
             rank_rngs = self.processes.gather_rng_states(self.noise)  # for rank 0 to save
             if self.processes.is_main:
-                row = {"epoch": self.state.epoch, "train_loss": round(train_loss, 6),
-                       "valid_loss": round(valid["loss"], 6),
-                       "valid_roc_auc": round(valid["roc_auc"], 6),
-                       "valid_pr_auc": round(valid["pr_auc"], 6), "lr": float(f"{lr:.6g}"),
-                       "seconds": round(time.perf_counter() - started, 2)}
+                row = history_row(self.state.epoch, train_loss, valid, lr,
+                                  time.perf_counter() - started)
                 self._record(row, improved, writer, rank_rngs)
             self.processes.barrier()
-        self._finish(stopped, writer)
+        if self.processes.is_main:  # best.ckpt's final metadata: the whole history, the end
+            self.processes.log(self.folder.finish(self.state, self.best_weights, stopped))
+        if writer:
+            writer.close()
+        self.processes.close()
         return 0
 
     def train_epoch(self, epoch: int) -> float:
@@ -136,14 +144,12 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return loss.detach()
 
-    @property
-    def validated_model(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.model
-
     def validate(self) -> dict:
-        return validate(self.validated_model, self.data, self.processes,
-                        chunks=self.config.valid_chunks, frames=self.frames,
-                        batch_size=self.config.batch_size, precision=self.precision)
+        """The validated weights' scores: the moving average's with --ema-decay."""
+        model = self.ema.module if self.ema is not None else self.model
+        return validate(model, self.data, self.processes, chunks=self.config.valid_chunks,
+                        frames=self.frames, batch_size=self.config.batch_size,
+                        precision=self.precision)
 
     def _end_epoch(self, valid: dict) -> bool:
         """Count the epoch; keep its weights if its score is the best so far (returns whether
@@ -154,74 +160,36 @@ class Trainer:
         improved = self.state.end_epoch(valid["loss"],
                                         selection_score(valid, self.config.select_by))
         if improved:
+            validated = self.ema.module if self.ema is not None else self.model
             self.best_weights = {k: v.detach().cpu().clone()
-                                 for k, v in self.validated_model.state_dict().items()}
+                                 for k, v in validated.state_dict().items()}
         if self.scheduler.end_epoch(improved):
             self.processes.log(f"learning rate x{self.config.lr_decay:g} -> "
                                f"{self.config.lr * self.scheduler.scale:.3g}")
         return improved
 
-    # ------------------------------------------------------------------- files of the run
+    # ---------------------------------------------------------- last.ckpt and the outputs
+
+    def _resumable(self) -> dict:
+        """What last.ckpt saves and restores besides the run's state."""
+        return {"model": self.model, "ema": self.ema, "optimizer": self.optimizer,
+                "scheduler": self.scheduler, "noise": self.noise}
 
     def _resume(self) -> bool:
-        """Restore the run in last.ckpt, if there is one to resume (`resume`)."""
-        config, rank, world, last_path = (self.config, self.processes.rank, self.processes.world,
-                                          self.folder.last)
-        last = resume.load_last(last_path, fresh=config.fresh_unless_interrupted, rank=rank,
-                                world=world)
-        if config.fresh_unless_interrupted:
-            last = resume.discard_stale(
-                last_path, last, identity=self.identity, inputs=self.inputs,
-                finished=lambda saved: RunState.from_dict(saved).stop_reason(config), rank=rank,
-                world=world)
-        if last is None:
-            return False
-        self.state, self.best_weights = resume.restore(
-            last_path, last, identity=self.identity, model=self.model, ema=self.ema,
-            optimizer=self.optimizer, scheduler=self.scheduler, noise=self.noise,
-            best_path=self.folder.best, rank=rank, world=world, device=self.device,
-            seed=config.seed)
-        return True
+        """Restore the run in last.ckpt, if there is one to resume (`resume.resume_run`)."""
+        resumed = resume.resume_run(
+            self.folder, identity=self.identity, inputs=self.inputs, config=self.config,
+            processes=self.processes, **self._resumable())
+        if resumed is not None:
+            self.state, self.best_weights = resumed
+        return resumed is not None
 
     def _record(self, row: dict, improved: bool, writer, rank_rngs: list) -> None:
         """An epoch's outputs: its history row, best.ckpt if it improved, last.ckpt."""
         self.state.history.append(row)
-        if improved or not self.folder.best.exists():
-            self.folder.save_best(self.state, self.best_weights, self.model.config)
-        self.folder.write_history(self.state)
+        self.folder.save_epoch(self.state, improved, self.best_weights)
         resume.save_last(self.folder.last, identity=self.identity, inputs=self.inputs,
-                         state=self.state, model=self.model, best_model=self.best_weights,
-                         ema=self.ema, optimizer=self.optimizer, scheduler=self.scheduler,
-                         noise=self.noise, rank_rngs=rank_rngs)
-        self.processes.log(
-            f"epoch {row['epoch']}: train_loss={row['train_loss']:.4f} "
-            f"valid_loss={row['valid_loss']:.4f} roc_auc={row['valid_roc_auc']:.4f} "
-            f"pr_auc={row['valid_pr_auc']:.4f} ({row['seconds']:.0f} s)"
-            + (" *" if improved else ""))
-        if writer:
-            for key in HISTORY_COLUMNS[1:5]:
-                writer.add_scalar(key, row[key], row["epoch"])
-
-    def _finish(self, stopped: str, writer) -> None:
-        if self.processes.is_main:  # the final metadata: the whole history, why it stopped
-            self.folder.save_best(self.state, self.best_weights, self.model.config, stopped)
-            self.processes.log(
-                f"{self.folder.out}: {stopped}; best epoch {self.state.best_epoch} "
-                f"(valid_loss={self.state.best_valid_loss:.4f}, {self.config.select_by} "
-                f"score={self.state.best_score:.4f})")
-        if writer:
-            writer.close()
-        self.processes.close()
-
-    def _already_finished(self, stopped: str) -> None:
-        if not self.processes.is_main:
-            return
-        folder = self.folder
-        if folder.best.exists() and folder.history.exists():
-            self.processes.log(f"{folder.out}: training already finished ({stopped}); "
-                               "nothing to do")
-        else:  # outputs removed after the run (e.g. by a workflow manager): restore them
-            folder.write_history(self.state)
-            folder.save_best(self.state, self.best_weights, self.model.config, stopped)
-            self.processes.log(f"{folder.out}: training already finished ({stopped}); "
-                               "restored best.ckpt and history.csv from last.ckpt")
+                         state=self.state, best_model=self.best_weights, rank_rngs=rank_rngs,
+                         **self._resumable())
+        self.processes.log(epoch_line(row, improved))
+        add_scalars(writer, row)

@@ -102,3 +102,13 @@ class NoisyStudentObjective(SupervisedObjective):
     def teacher_probs(self, x) -> torch.Tensor:
         with autocast(self.device, self.precision):
             return torch.sigmoid(self.crop_teacher(x).float())
+
+
+def choose_objective(student: bool, config: TrainConfig, noise: MelNoise, device: torch.device,
+                     precision: str, data) -> SupervisedObjective:
+    """The run's objective, chosen once: a student's or a teacher's (`data`: the run's
+    `TrainingData`, where a student's batch plan and teacher are)."""
+    if not student:
+        return SupervisedObjective(noise, device, precision)
+    return NoisyStudentObjective(config, noise, device, precision, data.plan.n_labeled,
+                                 data.tag_weights, data.crop_teacher)

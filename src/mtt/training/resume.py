@@ -123,6 +123,24 @@ def discard_stale(path: Path, payload: dict | None, *, identity: dict, inputs: l
     return None
 
 
+def resume_run(folder, *, identity: dict, inputs: list, config, processes, model, ema, optimizer,
+               scheduler, noise) -> tuple[RunState, dict | None] | None:
+    """The run in `folder`'s last.ckpt (`outputs.RunFolder`), restored (`restore`); None when
+    there is none to resume: no file, or with --fresh-unless-interrupted a stale one (deleted)."""
+    rank, world, path = processes.rank, processes.world, folder.last
+    fresh = config.fresh_unless_interrupted
+    payload = load_last(path, fresh=fresh, rank=rank, world=world)
+    if fresh:
+        payload = discard_stale(
+            path, payload, identity=identity, inputs=inputs, rank=rank, world=world,
+            finished=lambda saved: RunState.from_dict(saved).stop_reason(config))
+    if payload is None:
+        return None
+    return restore(path, payload, identity=identity, model=model, ema=ema, optimizer=optimizer,
+                   scheduler=scheduler, noise=noise, best_path=folder.best, rank=rank,
+                   world=world, device=processes.device, seed=config.seed)
+
+
 def restore(path: Path, payload: dict, *, identity: dict, model, ema, optimizer, scheduler,
             noise, best_path: Path, rank: int = 0, world: int = 1,
             device: torch.device | None = None, seed: int = 0) -> tuple[RunState, dict | None]:
