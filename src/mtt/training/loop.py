@@ -72,9 +72,10 @@ class Trainer:
         self.objective = choose_objective(files.is_student, config, self.noise, self.device,
                                           self.precision, self.data)
         self.ddp_model = self.processes.wrap(self.model)
-        # --ema-decay: the averaged weights are the ones validated, kept and saved as best.ckpt
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
                                   use_buffers=True) if config.ema_decay > 0 else None)
+        # the weights validated, kept and saved as best.ckpt: with --ema-decay, the average
+        self.validated_model = self.ema.module if self.ema is not None else self.model
         self.best_weights = None  # CPU copy of the best epoch's weights, also kept in last.ckpt
         self.folder = RunFolder(files.out, config=config, files=files, identity=self.identity,
                                 role=self.objective.role, tags=self.tags,
@@ -145,11 +146,9 @@ class Trainer:
         return loss.detach()
 
     def validate(self) -> dict:
-        """The validated weights' scores: the moving average's with --ema-decay."""
-        model = self.ema.module if self.ema is not None else self.model
-        return validate(model, self.data, self.processes, chunks=self.config.valid_chunks,
-                        frames=self.frames, batch_size=self.config.batch_size,
-                        precision=self.precision)
+        return validate(self.validated_model, self.data, self.processes,
+                        chunks=self.config.valid_chunks, frames=self.frames,
+                        batch_size=self.config.batch_size, precision=self.precision)
 
     def _end_epoch(self, valid: dict) -> bool:
         """Count the epoch; keep its weights if its score is the best so far (returns whether
@@ -160,9 +159,8 @@ class Trainer:
         improved = self.state.end_epoch(valid["loss"],
                                         selection_score(valid, self.config.select_by))
         if improved:
-            validated = self.ema.module if self.ema is not None else self.model
             self.best_weights = {k: v.detach().cpu().clone()
-                                 for k, v in validated.state_dict().items()}
+                                 for k, v in self.validated_model.state_dict().items()}
         if self.scheduler.end_epoch(improved):
             self.processes.log(f"learning rate x{self.config.lr_decay:g} -> "
                                f"{self.config.lr * self.scheduler.scale:.3g}")
