@@ -27,7 +27,8 @@ from unittest import mock
 
 import torch
 
-from mtt import train
+from mtt.config import TrainConfig
+from mtt.training.command import TrainFiles, Trainer, add_arguments
 from mtt.cli import main as mtt
 from mtt.frontend import seconds_to_frames
 from mtt.models import build_model, to_channels_last
@@ -78,7 +79,7 @@ def bare_step_crops_per_s(device, batch, frames, n_tags, *, fused=False, lr=1e-4
 def pipeline_crops_per_s(args, split, mels, out, device, fused) -> float:
     """Crops/s of the Trainer's second epoch of steps (no validation, no checkpoint)."""
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    add_arguments(parser)
     options = parser.parse_args([
         "--train", str(split / "train.tsv"), "--valid", str(split / "valid.tsv"),
         "--tags", str(split / "tags.txt"), "--mels", str(mels / "train.h5"),
@@ -89,13 +90,13 @@ def pipeline_crops_per_s(args, split, mels, out, device, fused) -> float:
     patch = (mock.patch.object(torch.optim, "Adam", adam(True)) if fused
              else contextlib.nullcontext())
     with patch:  # the Trainer builds its optimizer with torch.optim.Adam
-        trainer = train.Trainer.from_args(options)
-    trainer._train_epoch(0)  # warm-up epoch
+        trainer = Trainer(TrainConfig.from_args(options), TrainFiles.from_args(options))
+    trainer.train_epoch(0)  # warm-up epoch
     sync(device)
     start = time.perf_counter()
-    trainer._train_epoch(1)  # returns after reading the epoch's mean loss: the device is done
+    trainer.train_epoch(1)  # returns after reading the epoch's mean loss: the device is done
     sync(device)
-    return trainer.plan.steps * args.batch_size / (time.perf_counter() - start)
+    return trainer.data.plan.steps * args.batch_size / (time.perf_counter() - start)
 
 
 def main():

@@ -17,7 +17,7 @@ from conftest import REPO, TINY, planned_jobs, slow_case, snakemake
 from mtt.config import (FAMILIES, TRANSFORMER_DEFAULTS, TRANSFORMER_PRESETS, ConfigError,
                         TrainConfig, WorkflowPlan, check_workflow_config)
 from mtt.models.transformer import MusicTaggingTransformer
-from mtt.train import TrainFiles, add_arguments, check_options
+from mtt.training.command import TrainFiles, add_arguments, check_options
 
 DEFAULTS = inspect.signature(MusicTaggingTransformer).parameters
 WIDTH = {None: DEFAULTS["width"].default,

@@ -36,10 +36,12 @@ def pseudo_labels(toy, tmp_path_factory):
 
 
 def _trainer(args):
-    from mtt import train
+    from mtt.config import TrainConfig
+    from mtt.training.command import TrainFiles, Trainer, add_arguments
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
-    return train.Trainer.from_args(parser.parse_args(args[1:]))
+    add_arguments(parser)
+    options = parser.parse_args(args[1:])
+    return Trainer(TrainConfig.from_args(options), TrainFiles.from_args(options))
 
 
 def _rank(rank, world, port, args, results):
@@ -49,7 +51,7 @@ def _rank(rank, world, port, args, results):
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     trainer = _trainer(args)
-    valid = trainer._validate()
+    valid = trainer.validate()
     x = torch.from_numpy(np.random.default_rng(0).normal(-40, 10, (4, 128, 44)).astype("f4"))
     trainer.model.train()
     out = trainer.model(x).detach()
@@ -71,7 +73,7 @@ def test_ranks_draw_their_own_dropout_masks_and_share_validation(toy, tmp_path):
     mp.spawn(_rank, args=(2, _free_port(), args, str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert not torch.allclose(ranks[0]["train_forward"], ranks[1]["train_forward"])
-    alone = _trainer(train_args(toy, tmp_path / "alone", "--drop-path", "0.1"))._validate()
+    alone = _trainer(train_args(toy, tmp_path / "alone", "--drop-path", "0.1")).validate()
     for rank in ranks:
         assert rank["valid"].keys() == alone.keys()
         for key in alone:
@@ -79,7 +81,7 @@ def test_ranks_draw_their_own_dropout_masks_and_share_validation(toy, tmp_path):
 
 
 def test_validation_shares_cover_the_songs_once_in_order():
-    from mtt.train import validation_share
+    from mtt.training.processes import validation_share
     for n in (0, 1, 5, 24):
         for world in (1, 2, 3, 4):
             shares = [validation_share(n, r, world) for r in range(world)]
@@ -173,7 +175,7 @@ def test_two_process_run_killed_and_resumed_equals_uninterrupted(toy, pseudo_lab
 def test_a_process_without_a_saved_state_starts_fresh_streams_and_says_so():
     """restore_rng: a rank the saved run did not have is seeded from (seed, rank, epoch); an
     older file's list of CUDA states is no IndexError on the CPU."""
-    from mtt import resume
+    from mtt.training import resume
     from mtt.noise import MelNoise
     noise = MelNoise(seed=[0, 0])
     saved = {"ranks": [resume.rng_state(noise)]}

@@ -69,7 +69,8 @@ def test_raising_the_epoch_limit_continues_a_finished_run(toy, teacher, tmp_path
 @pytest.mark.slow
 def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher, tmp_path):
     """last.ckpt files written before --lr-decay / --label-blend existed ran with their
-    defaults, so they resume as runs of the same settings."""
+    defaults, so they resume as runs of the same settings (their scheduler: a LambdaLR's state,
+    without decay counters)."""
     out = tmp_path / "older"
     out.mkdir()
     for name in ("best.ckpt", "history.csv"):
@@ -77,11 +78,41 @@ def test_a_last_checkpoint_from_before_newer_options_still_resumes(toy, teacher,
     payload = torch.load(teacher / "last.ckpt", weights_only=False)
     for key in ("lr_decay", "lr_patience", "label_blend", "ema_decay"):
         del payload["identity"][key]
-    for key in ("lr_scale", "plateau"):
-        del payload["state"][key]
+    payload["scheduler"] = _lambda_lr_state(payload["scheduler"])
     torch.save(payload, out / "last.ckpt")
     assert main(train_args(toy, out, "--max-epochs", "7", "--patience", "50")) == 0
     assert len(read_history(out)) == 7
+
+
+def _lambda_lr_state(scheduler: dict) -> dict:
+    """A `WarmupPlateauLR` state as the LambdaLR of earlier versions saved it."""
+    older = {k: v for k, v in scheduler.items()
+             if k not in ("warmup", "decay", "patience", "scale", "plateau")}
+    return {**older, "lr_lambdas": [None]}
+
+
+@pytest.mark.slow
+def test_a_last_checkpoint_with_the_decay_in_its_run_state_resumes_the_same_run(toy, tmp_path):
+    """last.ckpt files of earlier versions kept the plateau decay in the run state (`lr_scale`,
+    `plateau`) beside a LambdaLR's state; resumed, they end as the uninterrupted run."""
+    options = ["--patience", "50", "--steps-per-epoch", "2", "--lr", "0.03", "--lr-decay", "0.5",
+               "--lr-patience", "1", "--warmup-steps", "3"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(train_args(toy, straight, "--max-epochs", "5", *options)) == 0
+    assert main(train_args(toy, resumed, "--max-epochs", "3", *options)) == 0
+    payload = torch.load(resumed / "last.ckpt", weights_only=False)
+    scheduler = payload["scheduler"]
+    assert scheduler["scale"] < 1, "no decay in 3 epochs; the test needs a run with one"
+    payload["state"].update(lr_scale=scheduler["scale"], plateau=scheduler["plateau"])
+    payload["scheduler"] = _lambda_lr_state(scheduler)
+    torch.save(payload, resumed / "last.ckpt")
+    assert main(train_args(toy, resumed, "--max-epochs", "5", *options)) == 0
+    columns = ("train_loss", "valid_loss", "lr")
+    assert ([[row[c] for c in columns] for row in read_history(resumed)]
+            == [[row[c] for c in columns] for row in read_history(straight)])
+    a, b = (torch.load(p / "best.ckpt", weights_only=True)["state_dict"]
+            for p in (straight, resumed))
+    assert all(torch.equal(a[key], b[key]) for key in a)
 
 
 @pytest.mark.slow
@@ -330,7 +361,7 @@ def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tm
     prediction for it, read by track ID; a training song without a prediction is an error."""
     from mtt.formats.pseudo_labels import read_pseudo_labels
     from mtt.formats.split_folder import read_split
-    from mtt.train import teacher_predictions
+    from mtt.training.data import teacher_predictions
     predictions = tmp_path / "train.labels.h5"
     assert main(["pseudo-label", "--checkpoint", str(teacher / "best.ckpt"), "--mels",
                  str(toy / "labeled.h5"), "--out", str(predictions), "--chunks", "2",
@@ -466,7 +497,7 @@ def test_two_processes_with_torchrun(toy, tmp_path):
 
 
 def test_loader_workers_stay_within_the_jobs_threads():
-    from mtt.train import loader_workers
+    from mtt.training.data import loader_workers
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert loader_workers(None, cpu, 8) == 0
     assert loader_workers(None, cuda, None) == 4
@@ -475,7 +506,7 @@ def test_loader_workers_stay_within_the_jobs_threads():
 
 
 def test_sharpened_pseudo_labels_keep_their_order_and_move_away_from_one_half():
-    from mtt.data import pseudo_targets
+    from mtt.training.objective import pseudo_targets
     probs = torch.tensor([[0.05, 0.3, 0.5, 0.7, 0.99]])
     same, weights = pseudo_targets(probs, "soft", 0.5, temperature=1.0)
     assert torch.equal(same, probs) and torch.equal(weights, torch.ones_like(probs))
@@ -494,21 +525,23 @@ def test_crop_targets_are_the_teacher_on_the_same_clean_crop(toy, teacher, pseud
     that crop before the student's noise, not the song-level pseudo-label."""
     import argparse
     import torch.nn.functional as F
-    from mtt import train as train_module
+    from mtt.config import TrainConfig
+    from mtt.training import objective
+    from mtt.training.command import TrainFiles, Trainer, add_arguments
     parser = argparse.ArgumentParser()
-    train_module.add_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(train_args(
         toy, tmp_path / "s", "--max-epochs", "1", "--steps-per-epoch", "1", "--noise", "none",
         "--pseudo-labels", str(pseudo_labels), "--unlabeled-mels", str(toy / "unlabeled.h5"),
         "--pseudo-targets", "crop", "--teacher-checkpoint", str(teacher / "best.ckpt"),
         "--precision", "fp32")[1:])
-    trainer = train_module.Trainer.from_args(args)
-    mels, targets, sources = next(iter(trainer.loader))
+    trainer = Trainer(TrainConfig.from_args(args), TrainFiles.from_args(args))
+    mels, targets, sources = next(iter(trainer.data.loader))
     seen = []
     real_bce = F.binary_cross_entropy_with_logits
-    monkeypatch.setattr(train_module.F, "binary_cross_entropy_with_logits",
+    monkeypatch.setattr(objective.F, "binary_cross_entropy_with_logits",
                         lambda logits, target, **kw: seen.append(target) or real_bce(logits, target, **kw))
-    trainer._step(mels, targets, sources)
+    trainer.step(mels, targets, sources)
     teacher_model, _ = load_checkpoint(teacher / "best.ckpt")
     pseudo = sources == 1
     with torch.no_grad():

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 import yaml
 
 from conftest import REPO
-from mtt import train
+from mtt.training.command import add_arguments
+from mtt.training.objective import student_loss
 from mtt.config import EXTRA_KINDS, FAMILIES, NOISE_KINDS, SIZE_OPTIONS, parse_noise_kinds
 from mtt.config.options import STUDENT_OPTIONS, TOP_LEVEL, TRAIN_OPTIONS, parse_range, value_type
 from mtt.config.training import IDENTITY_DEFAULTS, RUN_IDENTITY, TrainConfig, refused_sizes
@@ -100,7 +101,7 @@ def test_each_family_takes_its_sizes_and_refuses_the_others():
 
 def test_mtt_train_flags_are_the_dataclass_fields_and_the_input_files():
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    add_arguments(parser)
     actions = {a.dest: a for a in parser._actions if a.dest != "help"}
     assert set(actions) == set(FIELDS) | INPUT_FILES
     for name, f in FIELDS.items():
@@ -170,11 +171,11 @@ def test_student_loss_weighs_tags_and_elements():
     labeled, pseudo = torch.rand(2, 3).round(), torch.rand(3, 3)
     weights = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
     tags = torch.tensor([1.0, 0.5, 0.0])
-    loss = train.student_loss(logits, labeled, pseudo, weights, 0.7, tags)
+    loss = student_loss(logits, labeled, pseudo, weights, 0.7, tags)
     bce = F.binary_cross_entropy_with_logits
     expected = (bce(logits[:2], labeled) + 0.7 * (bce(logits[2:], pseudo, reduction="none")
                                                   * tags * weights).sum() / weights.sum())
     assert torch.allclose(loss, expected)
     # without tag weights, and with every element left out: the labeled loss alone
-    assert torch.allclose(train.student_loss(logits, labeled, pseudo, torch.zeros(3, 3), 0.7),
+    assert torch.allclose(student_loss(logits, labeled, pseudo, torch.zeros(3, 3), 0.7),
                           bce(logits[:2], labeled))

@@ -15,7 +15,7 @@ COMMANDS = {
     "demo-data": ("mtt.demo", "generate the embedded demo dataset (MSD layout)"),
     "split": ("mtt.split", "build an artist-level stratified split (CALS)"),
     "preprocess": ("mtt.preprocess", "decode audio into a log-mel HDF5 shard"),
-    "train": ("mtt.train", "train a teacher or a noisy student"),
+    "train": ("mtt.training.command", "train a teacher or a noisy student"),
     "evaluate": ("mtt.evaluate", "song-level metrics of a checkpoint on a split"),
     "pseudo-label": ("mtt.pseudo_label", "teacher soft labels for one mel shard"),
     "summarize": ("mtt.summarize", "gather evaluation results into one table"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .checks import keep_output, nonnegative_int, output_folder, refuse_non_finite
 from .checkpoint import load_checkpoint
-from .data import keep_stored
+from .training.data import keep_stored
 from .formats.evaluation import write_evaluation
 from .formats.split_folder import read_split, read_tag_list
 from .mel_store import MelStore

@@ -10,7 +10,7 @@ option, and
 tests/test_train_config.py proves the config schema agrees with this file key by key.
 
 The files a run reads and writes (`--train`, `--mels`, `--out`, `--pseudo-labels`, ...) are not
-options: they stay plain arguments of `mtt train` (`mtt.train.add_arguments`).
+options: they stay plain arguments of `mtt train` (`mtt.training.command.add_arguments`).
 """
 from dataclasses import dataclass, fields
 

@@ -1,50 +1,17 @@
-"""Training data: the songs with stored mels, pseudo-label targets, and random-crop batches.
+"""Random-crop batches of the training songs, planned up front for each epoch.
 
-Batches are planned up front for each epoch from (seed, epoch) alone: which songs, in which
+Batches are planned from (seed, epoch) alone: which songs, in which
 order, and a seed for each crop's position. A data-loader worker only executes the plan, so the
 data order does not depend on the number of workers, and a run resumed at an epoch boundary sees
 exactly the batches an uninterrupted run would have seen.
 """
 import math
-import sys
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 LABELED, PSEUDO = 0, 1
-
-
-def keep_stored(track_ids, targets, store, what: str):
-    """Drop tracks that have no mel in `store` (e.g. failed decoding), saying how many."""
-    stored = set(store.track_ids)
-    keep = np.array([t in stored for t in track_ids], dtype=bool)
-    if not keep.all():
-        print(f"note: {int((~keep).sum())} of {len(track_ids)} {what} tracks have no stored mel; "
-              "skipping them", file=sys.stderr)
-    return [t for t, k in zip(track_ids, keep) if k], targets[keep]
-
-
-def pseudo_targets(probs: torch.Tensor, mode: str, threshold: float, temperature: float = 1.0):
-    """Targets and per-element loss weights from teacher probabilities.
-
-    soft: the probabilities themselves, sharpened as sigmoid(logit(p) / temperature) when the
-    temperature is not 1. hard: 1 where p >= threshold, else 0. threshold: 1 where
-    p >= threshold, 0 where p <= 1 - threshold, and the uncertain rest left out of the loss.
-    """
-    ones = torch.ones_like(probs)
-    if mode == "soft":
-        if temperature != 1.0:
-            probs = torch.sigmoid(torch.logit(probs.float(), eps=1e-6) / temperature).to(probs.dtype)
-        return probs, ones
-    if mode == "hard":
-        return (probs >= threshold).to(probs.dtype), ones
-    if mode == "threshold":
-        if not 0.5 < threshold < 1.0:
-            raise ValueError("--pseudo-mode threshold needs --pseudo-threshold in (0.5, 1)")
-        confident = (probs >= threshold) | (probs <= 1.0 - threshold)
-        return (probs >= threshold).to(probs.dtype), confident.to(probs.dtype)
-    raise ValueError(f"unknown pseudo-label mode {mode!r}")
 
 
 class CropDataset(Dataset):

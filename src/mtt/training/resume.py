@@ -6,10 +6,12 @@
 - `identity`: the settings a resumed run must share (`TrainConfig.identity`); a file written
   before a setting joined the identity ran with its value in `IDENTITY_DEFAULTS`
 - `inputs`: (path, size, modification time in ns) of every input file (`input_files_stamp`)
-- `state`: `epoch`, `best_epoch`, `best_score`, `best_valid_loss`, `epochs_since_best`,
-  `history` (the rows of history.csv), `lr_scale`, `plateau`
-- `model`, `best_model` (the kept epoch's weights, on CPU), `ema`, `optimizer`, `scheduler`:
-  state dicts
+- `state`: `RunState` as a dict: `epoch`, `best_epoch`, `best_score`, `best_valid_loss`,
+  `epochs_since_best`, `history` (the rows of history.csv)
+- `model`, `best_model` (the kept epoch's weights, on CPU), `ema`, `optimizer`, `scheduler`
+  (`WarmupPlateauLR`, with its decay so far `scale` and its `plateau` counter): state dicts. A
+  file from before the schedule kept its own counters holds them in `state` (`lr_scale`,
+  `plateau`) and a `LambdaLR`'s state dict as `scheduler`; it resumes the same run.
 - `rng`: `ranks`, one entry per process of the run (gathered to rank 0 before it saves), each
   `torch`, `cuda` (the state of that process's own GPU, or None), `numpy` (the key array as a
   tensor), `python`, `noise` (`MelNoise`). A file from before per-process states holds one such
@@ -26,9 +28,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .atomic import atomic_path
-from .checkpoint import one_line
-from .config import IDENTITY_DEFAULTS, RUN_IDENTITY
+from ..atomic import atomic_path
+from ..checkpoint import one_line
+from ..config import IDENTITY_DEFAULTS, RUN_IDENTITY
+from .state import RunState
 
 
 def input_files_stamp(paths) -> list:
@@ -58,7 +61,7 @@ def save_last(path, *, identity, inputs, state, model, best_model, ema, optimize
     payload = {
         "identity": identity,
         "inputs": inputs,
-        "state": state,
+        "state": state.as_dict(),
         "model": model.state_dict(),
         "best_model": best_model,
         "ema": ema.state_dict() if ema is not None else None,
@@ -120,9 +123,27 @@ def discard_stale(path: Path, payload: dict | None, *, identity: dict, inputs: l
     return None
 
 
+def resume_run(folder, *, identity: dict, inputs: list, config, processes, model, ema, optimizer,
+               scheduler, noise) -> tuple[RunState, dict | None] | None:
+    """The run in `folder`'s last.ckpt (`outputs.RunFolder`), restored (`restore`); None when
+    there is none to resume: no file, or with --fresh-unless-interrupted a stale one (deleted)."""
+    rank, world, path = processes.rank, processes.world, folder.last
+    fresh = config.fresh_unless_interrupted
+    payload = load_last(path, fresh=fresh, rank=rank, world=world)
+    if fresh:
+        payload = discard_stale(
+            path, payload, identity=identity, inputs=inputs, rank=rank, world=world,
+            finished=lambda saved: RunState.from_dict(saved).stop_reason(config))
+    if payload is None:
+        return None
+    return restore(path, payload, identity=identity, model=model, ema=ema, optimizer=optimizer,
+                   scheduler=scheduler, noise=noise, best_path=folder.best, rank=rank,
+                   world=world, device=processes.device, seed=config.seed)
+
+
 def restore(path: Path, payload: dict, *, identity: dict, model, ema, optimizer, scheduler,
             noise, best_path: Path, rank: int = 0, world: int = 1,
-            device: torch.device | None = None, seed: int = 0) -> tuple[dict, dict | None]:
+            device: torch.device | None = None, seed: int = 0) -> tuple[RunState, dict | None]:
     """Restore the run saved in last.ckpt's `payload` (at `path`) into the model, its moving
     average, optimizer, scheduler and this process's RNG streams (`restore_rng`); returns
     (state, the kept epoch's weights). A run with other settings is refused with the settings
@@ -136,8 +157,8 @@ def restore(path: Path, payload: dict, *, identity: dict, model, ema, optimizer,
     if ema is not None:
         ema.load_state_dict(payload["ema"])
     optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    state = {"lr_scale": 1.0, "plateau": 0, **payload["state"]}
+    scheduler.load_state_dict(scheduler_state(payload))
+    state = RunState.from_dict(payload["state"])
     best_weights = payload.get("best_model")
     if best_weights is None and best_path.exists():  # written by an older version
         try:
@@ -147,10 +168,21 @@ def restore(path: Path, payload: dict, *, identity: dict, model, ema, optimizer,
             raise ValueError(f"{best_path}: not a readable mtt checkpoint "
                              f"({one_line(err)})") from None
     for line in restore_rng(payload["rng"], noise=noise, rank=rank, world=world, device=device,
-                            seed=seed, epoch=state["epoch"]):
+                            seed=seed, epoch=state.epoch):
         if rank == 0 or line.startswith("rank "):
             print(f"{path}: {line}", file=sys.stderr)
     return state, best_weights
+
+
+def scheduler_state(payload: dict) -> dict:
+    """last.ckpt's scheduler state; an older file's `LambdaLR` state with the decay counters
+    its run state held."""
+    saved = payload["scheduler"]
+    if "scale" in saved:
+        return saved
+    older = {k: v for k, v in saved.items() if k != "lr_lambdas"}
+    return {**older, "scale": payload["state"].get("lr_scale", 1.0),
+            "plateau": payload["state"].get("plateau", 0)}
 
 
 def rank_states(rng: dict) -> list:
