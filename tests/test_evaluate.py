@@ -13,7 +13,7 @@ from mtt.cli import main
 from mtt.formats.split_folder import read_split
 from mtt.mel_store import MelStore
 from mtt.models import build_model
-from mtt.predict import predict_songs, whole_song_plan
+from mtt.inference.songs import chunk_starts, predict_songs, whole_song_plan
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_song_prediction_is_the_mean_over_evenly_spaced_chunks(toy, checkpoint):
                           batch_size=4, precision="fp32")  # 1 song per batch: batching must not matter
     with torch.no_grad():
         for i, track_id in enumerate(ids):
-            chunks = torch.from_numpy(store.read_chunks(track_id, 3, 44))
+            chunks = torch.from_numpy(store.read_chunks(track_id, chunk_starts(store.num_frames(track_id), 44, 3), 44))
             expected = torch.sigmoid(model(chunks)).mean(0).numpy()
             np.testing.assert_allclose(probs[i], expected, rtol=1e-5, atol=1e-6)
     whole = predict_songs(model, store, ids, torch.device("cpu"), whole_song=True, precision="fp32")
@@ -110,7 +110,8 @@ def test_whole_song_batches_bucket_songs_by_length_and_keep_each_songs_result(tm
             for i, (track_id, length) in enumerate(zip(ids, lengths)):
                 if length > model.max_frames:
                     n = -(-length // model.max_frames)
-                    x = torch.from_numpy(store.read_chunks(track_id, n, model.max_frames))
+                    starts = chunk_starts(length, model.max_frames, n)
+                    x = torch.from_numpy(store.read_chunks(track_id, starts, model.max_frames))
                 else:
                     x = torch.from_numpy(store.read_song(track_id))[None]
                 expected = torch.sigmoid(model(x)).mean(0).numpy()
@@ -118,7 +119,7 @@ def test_whole_song_batches_bucket_songs_by_length_and_keep_each_songs_result(tm
 
 
 def test_inference_batches_are_sized_for_the_device():
-    from mtt.predict import default_batch_size
+    from mtt.inference.device import default_batch_size
     assert default_batch_size(torch.device("cpu")) == 64
     assert default_batch_size(torch.device("cuda")) >= 256
 

@@ -571,7 +571,7 @@ def test_mtt_tag_keeps_its_results_when_out_cannot_be_written_at_the_end(
         tmp_path, checkpoint, capsys, monkeypatch):
     """The folder of --out is replaced by a file while tagging: the results are written to a
     temporary file, and one line says why and where; exit 1."""
-    import mtt.tag as tag
+    import mtt.inference.tag as tag
     folder = tmp_path / "out"
     folder.mkdir()
     _block_folder_when_called(monkeypatch, tag, "format_results", folder)
@@ -588,9 +588,9 @@ def test_an_output_that_fails_at_the_end_is_kept_where_it_can_be_found(
         toy, tmp_path, checkpoint, capsys, monkeypatch, command):
     """While the command works, the folder its output goes to is replaced by a file: what it
     computed is written to the temporary folder, and one line says why and where (exit 2)."""
-    import mtt.evaluate
-    import mtt.pseudo_label
-    module = mtt.evaluate if command == "evaluate" else mtt.pseudo_label
+    import mtt.inference.evaluate
+    import mtt.inference.pseudo_label
+    module = mtt.inference.evaluate if command == "evaluate" else mtt.inference.pseudo_label
     folder = tmp_path / "out"
     folder.mkdir()
     _block_folder_when_called(monkeypatch, module, "predict_songs", folder)

@@ -42,9 +42,9 @@ from .mel_store import MelStore
 from .metrics import evaluable_tags, per_tag_scores
 from .models import build_model, to_channels_last
 from .noise import MelNoise
-from .predict import (autocast, channels_last_faster, crop_frames, default_batch_size,
-                      inference_model, predict_songs, resolve_device, select_precision,
-                      set_threads)
+from .inference.device import (autocast, channels_last_faster, default_batch_size,
+                               inference_model, resolve_device, select_precision, set_threads)
+from .inference.songs import crop_frames, predict_songs
 from .tag_trust import teacher_tag_weights
 from .train_config import SELECT_BY, TrainConfig
 

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field, fields
 
 from .noise import EXTRA_KINDS, NOISE_KINDS, parse_noise_kinds
-from .predict import PRECISION_HELP, PRECISIONS
+from .inference.device import PRECISION_HELP, PRECISIONS
 from .tag_trust import MODES as TAG_TRUST_MODES
 
 # --select-by: the validation score that picks the kept epoch and counts the patience
