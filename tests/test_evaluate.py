@@ -151,3 +151,34 @@ def test_tag_list_mismatch_is_refused(toy, checkpoint, tmp_path, capsys):
     assert main(args) == 2
     assert "tags differ" in capsys.readouterr().err
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("chunking", [[], ["--chunks", "3"]])
+def test_mtt_tag_and_mtt_evaluate_give_the_same_probabilities_for_the_same_song(
+        tmp_path, audio_dir, small_checkpoint, capsys, chunking):
+    """One inference path: real clips preprocessed into a mel shard and evaluated, and the same
+    files tagged, with the same chunking (the default, covering the song, or N evenly spaced),
+    device and precision: the same song probabilities, up to the shard's float16 mels (another
+    chunking of these clips moves them by 1e-4 to 9e-3)."""
+    clips = sorted(p.name for p in audio_dir.iterdir())
+    tags = ["rock", "jazz", "calm", "piano"]  # small_checkpoint's; each positive for some clips
+    table = pd.DataFrame({"track_id": [f"T{i}" for i in range(len(clips))], "path": clips,
+                          "tags": [tags[i % len(tags)] for i in range(len(clips))]})
+    table.to_csv(tmp_path / "test.tsv", sep="\t", index=False)
+    (tmp_path / "tags.txt").write_text("".join(f"{t}\n" for t in tags))
+    assert main(["preprocess", "--audio-root", str(audio_dir), "--tracks", str(tmp_path / "test.tsv"),
+                 "--out", str(tmp_path / "mels.h5"), "--failures", str(tmp_path / "failed.tsv")]) == 0
+    settings = ["--checkpoint", str(small_checkpoint), "--device", "cpu", "--precision", "fp32",
+                *chunking]
+    assert main(["evaluate", *settings, "--tracks", str(tmp_path / "test.tsv"), "--tags",
+                 str(tmp_path / "tags.txt"), "--mels", str(tmp_path / "mels.h5"),
+                 "--out", str(tmp_path / "eval"), "--bootstrap", "0"]) == 0
+    with h5py.File(tmp_path / "eval" / "predictions.h5") as f:
+        evaluated = dict(zip(f["track_id"].asstr()[()], f["probs"][()]))
+    capsys.readouterr()
+    assert main(["tag", *[str(audio_dir / c) for c in clips], *settings, "--format", "json",
+                 "--all-tags"]) == 0
+    tagged = json.loads(capsys.readouterr().out)
+    gaps = [abs(tagged[str(audio_dir / clip)][tag] - evaluated[track_id][t])
+            for track_id, clip in zip(table["track_id"], clips) for t, tag in enumerate(tags)]
+    assert max(gaps) <= 1e-5, max(gaps)  # 6-digit JSON and float16 mels: 8e-7 on 2026-12-07
