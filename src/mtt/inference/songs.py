@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from ..checks import positive_int
 from ..frontend import seconds_to_frames
-from .device import (add_device_arguments, autocast, default_batch_size, inference_model,
-                     resolve_precision, CPU_BATCH, CUDA_BATCH)
+from .device import (CPU_BATCH, CUDA_BATCH, add_device_arguments, autocast, default_batch_size,
+                     inference_model, resolve_precision)
 
 
 def chunk_starts(n_frames: int, frames: int, chunks: int | None = None) -> list[int]:
@@ -156,8 +156,9 @@ def predict_songs(model, store, track_ids, device, *, chunks: int | None = None,
 
     Chunk mode: the mean of the sigmoid outputs of the song's chunks of `frames` frames (the
     model's crop length by default) at `chunk_starts(length, frames, chunks)`; a song shorter
-    than a chunk is padded with silence to `frames`, as in training. Whole-song mode (transformer only): one pass over the whole song (songs of
-    equal length batched together, `whole_song_plan`). `batch_size` counts model inputs (chunks
+    than a chunk is padded with silence to `frames`, as in training. Whole-song mode
+    (transformer only): one pass over the whole song (songs of equal length batched together,
+    `whole_song_plan`). `batch_size` counts model inputs (chunks
     or songs) per forward pass (None: `default_batch_size` for the device); `precision` as
     `--precision` (resolve_precision).
     """

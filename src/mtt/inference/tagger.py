@@ -96,13 +96,10 @@ MAX_CHUNK_FRAMES = 26_000
 
 
 class Tagger:
-    """A model, its tag names and how to cut songs into chunks.
-
-    `device` and `precision` as every command's `--device` / `--precision` (auto, auto: the
-    fastest the machine has; "fp32" for exact float32). `chunk_seconds`: the chunk length (the
-    model's training crop by default); `chunks`: None (the default) for consecutive chunks
-    covering the song, N for N evenly spaced ones (`mtt.inference.songs.chunk_starts`);
-    `batch_size`: chunks per forward pass (`default_tagging_batch_size` by default)."""
+    """A model, its tag names and how to cut songs into chunks. `device`, `precision` as every
+    command's (default auto, auto; "fp32": exact float32); `chunk_seconds` (default: the model's
+    training crop) and `chunks` (None: covering the song, or N evenly spaced) as `chunk_starts`
+    plans them; `batch_size`: chunks per forward pass (`default_tagging_batch_size`)."""
 
     def __init__(self, model, tags, *, device="auto", precision="auto", chunk_seconds=None,
                  chunks=None, batch_size=None, info=None):
@@ -174,7 +171,7 @@ class Tagger:
                 i = order.popleft()
                 yield i, songs.pop(i).result()
 
-        for i, block in self._blocks(items, sample_rate):
+        for i, block in decoded_blocks(items, sample_rate):
             if i not in songs:
                 songs[i] = _Song(_Chunker(self))
                 order.append(i)
@@ -213,47 +210,6 @@ class Tagger:
             results.append(fn(out))
         return results[0] if single else results
 
-    def _blocks(self, items, sample_rate):
-        """Yield (index, samples block) for each input in turn, then (index, None) at its end, or
-        (index, AudioError) where it fails. A background thread decodes up to QUEUE_BLOCKS ahead."""
-        blocks = queue.Queue(maxsize=QUEUE_BLOCKS)
-        stop = threading.Event()
-
-        def put(entry):
-            while not stop.is_set():
-                with contextlib.suppress(queue.Full):
-                    blocks.put(entry, timeout=0.1)
-                    return True
-            return False
-
-        def decode():
-            for k, item in enumerate(items):
-                try:
-                    if isinstance(item, (str, Path)):
-                        source = stream_audio(item)
-                    else:
-                        source = [to_waveform(item, sample_rate, name=_name(item, k))]
-                    for block in source:
-                        if not put((k, block)):
-                            return
-                    entry = (k, None)
-                except AudioError as err:
-                    entry = (k, err)
-                except Exception as err:  # an unexpected decoder failure must not stop the others
-                    entry = (k, AudioError(_name(item, k), f"{type(err).__name__}: {err}"))
-                if not put(entry):
-                    return
-            put(StopIteration)
-
-        thread = threading.Thread(target=decode, daemon=True)
-        thread.start()
-        try:
-            while (entry := blocks.get()) is not StopIteration:
-                yield entry
-        finally:
-            stop.set()
-            thread.join()
-
     def _starts(self, wave) -> list[int]:
         return chunk_starts(num_frames(wave.size), self.chunk_frames, self.chunks)
 
@@ -288,6 +244,48 @@ class Tagger:
             for k, p, e in zip(ks, torch.sigmoid(logits.float()).cpu().numpy(), emb.float().cpu().numpy()):
                 probs[k], embs[k] = p, e
         return probs, embs
+
+
+def decoded_blocks(items, sample_rate):
+    """Yield (index, samples block) for each input in turn, then (index, None) at its end, or
+    (index, AudioError) where it fails. A background thread decodes up to QUEUE_BLOCKS ahead."""
+    blocks = queue.Queue(maxsize=QUEUE_BLOCKS)
+    stop = threading.Event()
+
+    def put(entry):
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                blocks.put(entry, timeout=0.1)
+                return True
+        return False
+
+    def decode():
+        for k, item in enumerate(items):
+            try:
+                if isinstance(item, (str, Path)):
+                    source = stream_audio(item)
+                else:
+                    source = [to_waveform(item, sample_rate, name=_name(item, k))]
+                for block in source:
+                    if not put((k, block)):
+                        return
+                entry = (k, None)
+            except AudioError as err:
+                entry = (k, err)
+            except Exception as err:  # an unexpected decoder failure must not stop the others
+                entry = (k, AudioError(_name(item, k), f"{type(err).__name__}: {err}"))
+            if not put(entry):
+                return
+        put(StopIteration)
+
+    thread = threading.Thread(target=decode, daemon=True)
+    thread.start()
+    try:
+        while (entry := blocks.get()) is not StopIteration:
+            yield entry
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _name(item, k) -> str:
