@@ -80,8 +80,9 @@ def evaluate(args) -> dict:
     report["n_tags"] = len(tags)  # n_tags_evaluated of them, without excluded_tags
     report["checkpoint"] = str(args.checkpoint)
     report["tracks"] = str(args.tracks)
-    report["prediction"] = ("whole song" if args.whole_song else "mean of the chunks covering the song"
-                            if args.chunks is None else f"mean of {args.chunks} chunks")
+    report["prediction"] = ("whole song" if args.whole_song
+                            else "mean of the chunks covering the song" if args.chunks is None
+                            else f"mean of {args.chunks} chunks")
     report["precision"] = precision
     kept = keep_output(lambda out: write_evaluation(Path(out), report, track_ids, probs, labels,
                                                     tags), args.out, "evaluate", folder=True)
