@@ -20,7 +20,7 @@ REF = SHARED / "reference"
 
 @pytest.fixture(scope="module")
 def published():
-    return Tagger.from_checkpoint(REF / "teacher_format.ckpt", precision="fp32")
+    return Tagger.from_checkpoint(REF / "teacher_format.ckpt", device="cpu", precision="fp32")
 
 
 def test_published_checkpoint_reproduces_the_original_model(published):
@@ -89,7 +89,7 @@ def test_a_streamed_file_equals_the_whole_file_path(tmp_path, small_checkpoint):
     tone = 0.3 * np.sin(2 * np.pi * 330 * t * (1 + 0.1 * np.sin(t)))
     stereo = np.stack([tone, 0.5 * tone], 1) + 0.05 * rng.standard_normal((t.size, 2))
     soundfile.write(path, stereo.astype(np.float32), 44100, subtype="PCM_16")
-    tagger = Tagger.from_checkpoint(small_checkpoint)
+    tagger = Tagger.from_checkpoint(small_checkpoint, device="cpu")
     whole = LogMel()(torch.from_numpy(load_audio(path)))
     starts = chunk_starts(whole.shape[-1], tagger.chunk_frames)
     with torch.inference_mode():
@@ -165,7 +165,8 @@ def test_tagger_in_fp32_makes_float32_exact_as_the_other_commands(small_checkpoi
     calls = []
     monkeypatch.setattr(tagger_module, "select_precision", lambda precision, device, model=None:
                         calls.append((precision, device)) or select_precision(precision, device))
-    tagger = Tagger.from_checkpoint(small_checkpoint, precision="fp32")
+    tagger = Tagger.from_checkpoint(small_checkpoint, device="cpu", precision="fp32")
     assert tagger.precision == "fp32" and tagger.batch_size == 4
-    assert Tagger.from_checkpoint(small_checkpoint, precision="bf16", batch_size=7).batch_size == 7
+    assert Tagger.from_checkpoint(small_checkpoint, device="cpu", precision="bf16",
+                                  batch_size=7).batch_size == 7
     assert calls == [("fp32", torch.device("cpu")), ("bf16", torch.device("cpu"))]

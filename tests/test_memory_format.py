@@ -74,7 +74,7 @@ def test_predict_songs_and_the_tagger_give_the_contiguous_models_numbers(tmp_pat
     assert np.abs(probs - expected).max() <= 1e-5
     assert model.frontend.layer2.conv_1.weight.is_contiguous()  # predict_songs used a copy
 
-    tagger = Tagger(model, list("abcde"), precision="fp32")
+    tagger = Tagger(model, list("abcde"), device="cpu", precision="fp32")
     assert tagger.model is not model
     wave = rng.standard_normal(22050 * 3).astype(np.float32) * 0.1
     contiguous = Tagger(to_channels_last(small()).to(memory_format=torch.contiguous_format),

@@ -120,13 +120,13 @@ def test_the_tagger_takes_the_commands_precision_names_and_default():
     from mtt.inference.tagger import Tagger
     clip = np.load(REFERENCE / "clip_mono_22050.npy")
     path = REFERENCE / "teacher_format.ckpt"
-    tagged = {p: Tagger.from_checkpoint(path, precision=p).tag(clip, sample_rate=22050)
+    tagged = {p: Tagger.from_checkpoint(path, device="cpu", precision=p).tag(clip, sample_rate=22050)
               for p in ("fp32", "bf16", "auto")}
     auto = "bf16" if resolve_precision("auto", CPU) == "bf16" else "fp32"
     assert tagged["auto"] == tagged[auto]
-    assert Tagger.from_checkpoint(path).precision == auto
+    assert Tagger.from_checkpoint(path, device="cpu").precision == auto
     assert max(abs(tagged["bf16"][t] - tagged["fp32"][t]) for t in tagged["fp32"]) <= 2e-2
-    assert Tagger.from_checkpoint(path, precision="bf16").precision == "bf16"
+    assert Tagger.from_checkpoint(path, device="cpu", precision="bf16").precision == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         Tagger.from_checkpoint(path, precision="float32")
     with pytest.raises(ValueError, match="precision must be one of"):

@@ -86,12 +86,14 @@ def test_a_small_checkpoint_claiming_a_large_model_is_refused_under_a_memory_lim
     claimed model first, failed to allocate and took 2.0 GB before refusing, 2.9 GB without the
     limit), each claim is refused with one line naming the file, for the reason of its claim,
     within 100 MB of the peak of tagging with the real tiny checkpoint."""
-    code, err, baseline = _peak_rss_mb(["tag", CLIP, "--checkpoint", checkpoint], MEMORY_LIMIT)
+    code, err, baseline = _peak_rss_mb(["tag", CLIP, "--checkpoint", checkpoint, "--device", "cpu"],
+                                      MEMORY_LIMIT)
     assert code == 0, f"a plain mtt tag must run under the limit: {err[-300:]}"
     for how in CLAIMS:
         path = tmp_path / f"{how.replace(' ', '_').replace(':', '')}.ckpt"
         _claims(path, how, checkpoint)
-        code, err, peak = _peak_rss_mb(["tag", CLIP, "--checkpoint", path], MEMORY_LIMIT)
+        code, err, peak = _peak_rss_mb(["tag", CLIP, "--checkpoint", path, "--device", "cpu"],
+                                       MEMORY_LIMIT)
         assert code == 2, (how, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (how, err)
         assert str(path) in err and "allocate" not in err, (how, err)

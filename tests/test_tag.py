@@ -32,7 +32,7 @@ def test_n_chunks_are_evenly_spaced_from_start_to_end():
 def test_published_checkpoint_on_reference_clip_matches_original_model():
     wav = SHARED / "reference" / "TRABCDE128F111GH11.wav"  # 16-bit stereo, under 10 s: one pass
     result = mtt_tag(wav, "--checkpoint", SHARED / "reference" / "teacher_format.ckpt",
-                     "--format", "json", "--all-tags", "--precision", "fp32")
+                     "--format", "json", "--all-tags", "--device", "cpu", "--precision", "fp32")
     assert result.returncode == 0, result.stderr
     probs = json.loads(result.stdout)[str(wav)]
     assert len(probs) == 50
@@ -122,7 +122,7 @@ sys.exit(code)
 
 
 def peak_rss_mb(*args):
-    result = subprocess.run([sys.executable, "-c", PEAK_RSS, "tag", *map(str, args)],
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, "tag", "--device", "cpu", *map(str, args)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return float(result.stderr.split("peak_rss_mb")[-1])
