@@ -21,7 +21,7 @@ import torch
 
 from mtt.checkpoint import load_checkpoint
 from mtt.frontend import LogMel
-from mtt.predict import autocast, select_precision
+from mtt.inference.device import autocast, select_precision
 
 FILES = ("teacher_format.ckpt", "clip_mono_22050.npy", "clip_teacher_probs.npy")
 TOLERANCE = {"fp32": 1e-5, "bf16": 2e-2}

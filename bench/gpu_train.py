@@ -32,7 +32,7 @@ from mtt.training.command import TrainFiles, Trainer, add_arguments
 from mtt.cli import main as mtt
 from mtt.frontend import seconds_to_frames
 from mtt.models import build_model, to_channels_last
-from mtt.predict import autocast, channels_last_faster, resolve_device, select_precision
+from mtt.inference.device import autocast, channels_last_faster, resolve_device, select_precision
 
 
 def check(status, what):

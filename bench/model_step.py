@@ -6,7 +6,7 @@ is explicit einsum + softmax, float32 throughout.
 Ours: precomputed log-mel in (training reads mels from HDF5), fused scaled-dot-product
 attention, glibc malloc set to reuse freed memory (`mtt.malloc`, as every `mtt` command does; the
 baseline runs with glibc's defaults) (+ optionally torch.compile), timed four times: in fp32 and
-in bf16 autocast (`--precision bf16`, the same `mtt.predict` code path), each with the default
+in bf16 autocast (`--precision bf16`, the same `mtt.inference.device` code path), each with the default
 (contiguous) memory format and with channels-last convolutions (`mtt.models.to_channels_last`).
 fp32 means true float32 for every variant (no TF32 convolutions on CUDA, as `--precision fp32`).
 All use identical weights; each figure is the median of repeated timed steps after warm-up: on
@@ -41,7 +41,7 @@ from mtt.frontend import POWER_FLOOR, SAMPLE_RATE, LogMel, seconds_to_frames
 from mtt.malloc import keep_freed_memory
 from mtt.models import build_model, to_channels_last
 from mtt.models.transformer import Attention
-from mtt.predict import autocast, cpu_has_amx, cpu_has_native_bf16, select_precision
+from mtt.inference.device import autocast, cpu_has_amx, cpu_has_native_bf16, select_precision
 
 
 class EinsumAttention(nn.Module):

@@ -2,7 +2,7 @@
 
 Baseline: the same model's forward passes on random tensors already in memory, same batch shape
 and count (no reading, no batching, no writing), run as `mtt pseudo-label` runs it (the precision
-`--precision auto` resolves to, and the channels-last copy `mtt.predict.inference_model` makes
+`--precision auto` resolves to, and the channels-last copy `mtt.inference.device.inference_model` makes
 for a small CNN in fp32 on CPU): the compute floor. Ours: the whole command on an
 HDF5 shard of 30 s songs (checkpoint load, reading chunks, batching, forward, writing float16
 labels). Each figure is the median of repeated runs; the ratio shows how much of the I/O hides
@@ -33,8 +33,8 @@ from mtt.cli import main
 from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.frontend import seconds_to_frames
 from mtt.models import build_model
-from mtt.predict import (autocast, default_batch_size, inference_model, resolve_device,
-                         resolve_precision)
+from mtt.inference.device import (autocast, default_batch_size, inference_model, resolve_device,
+                                  resolve_precision)
 from mtt.tags import MSD_TOP50
 
 MSD_UNLABELED = 516_415

@@ -11,7 +11,7 @@ import torch
 
 import mtt
 from conftest import SHARED, mtt_tag
-from mtt.api import Tagger
+from mtt.inference.tagger import Tagger
 from mtt.frontend import LogMel
 from mtt.tags import MSD_TOP50
 
@@ -20,7 +20,7 @@ REF = SHARED / "reference"
 
 @pytest.fixture(scope="module")
 def published():
-    return Tagger.from_checkpoint(REF / "teacher_format.ckpt")
+    return Tagger.from_checkpoint(REF / "teacher_format.ckpt", device="cpu", precision="fp32")
 
 
 def test_published_checkpoint_reproduces_the_original_model(published):
@@ -61,7 +61,7 @@ def test_streamed_chunks_equal_slices_of_the_whole_songs_log_mel(published):
 
 
 def test_blocks_of_any_size_give_the_chunks_of_the_whole_song(published):
-    from mtt.api import _Chunker
+    from mtt.inference.tagger import _Chunker
     rng = np.random.default_rng(1)
     for seconds in (0.5, 10.0, 31.3):
         wave = (rng.standard_normal(int(22050 * seconds)) * 0.1).astype(np.float32)
@@ -81,7 +81,7 @@ def test_blocks_of_any_size_give_the_chunks_of_the_whole_song(published):
 def test_a_streamed_file_equals_the_whole_file_path(tmp_path, small_checkpoint):
     """Decoded and resampled in blocks, chunks cut as they come: the same probabilities and
     embeddings as decoding the whole file, one log-mel of the whole song, and slicing it."""
-    from mtt.api import chunk_starts, features
+    from mtt.inference.songs import chunk_starts, features
     from mtt.audio import load_audio
     rng = np.random.default_rng(2)
     path = tmp_path / "stereo_44k.wav"
@@ -89,7 +89,7 @@ def test_a_streamed_file_equals_the_whole_file_path(tmp_path, small_checkpoint):
     tone = 0.3 * np.sin(2 * np.pi * 330 * t * (1 + 0.1 * np.sin(t)))
     stereo = np.stack([tone, 0.5 * tone], 1) + 0.05 * rng.standard_normal((t.size, 2))
     soundfile.write(path, stereo.astype(np.float32), 44100, subtype="PCM_16")
-    tagger = Tagger.from_checkpoint(small_checkpoint)
+    tagger = Tagger.from_checkpoint(small_checkpoint, device="cpu")
     whole = LogMel()(torch.from_numpy(load_audio(path)))
     starts = chunk_starts(whole.shape[-1], tagger.chunk_frames)
     with torch.inference_mode():
@@ -158,16 +158,15 @@ def test_readme_python_example_runs(monkeypatch):
 
 
 def test_tagger_in_fp32_makes_float32_exact_as_the_other_commands(small_checkpoint, monkeypatch):
-    """fp32 (float32) calls the commands' `select_precision` (which turns TF32 off in cuDNN on
-    CUDA); the batch size follows the device when none is given."""
-    import mtt.api
-    from mtt.api import Tagger
+    """The Tagger resolves its precision with the commands' `select_precision` (which turns TF32
+    off in cuDNN on CUDA for fp32); the batch size follows the device when none is given."""
+    import mtt.inference.tagger as tagger_module
+    from mtt.inference.device import select_precision
     calls = []
-    monkeypatch.setattr(mtt.api, "select_precision",
-                        lambda precision, device, model=None: calls.append((precision, device)))
-    for precision in ("fp32", "float32"):
-        tagger = Tagger.from_checkpoint(small_checkpoint, precision=precision)
-        assert tagger.precision == "float32" and tagger.batch_size == 4
-    assert calls == [("fp32", torch.device("cpu"))] * 2
-    Tagger.from_checkpoint(small_checkpoint, precision="bf16", batch_size=7)
-    assert len(calls) == 2
+    monkeypatch.setattr(tagger_module, "select_precision", lambda precision, device, model=None:
+                        calls.append((precision, device)) or select_precision(precision, device))
+    tagger = Tagger.from_checkpoint(small_checkpoint, device="cpu", precision="fp32")
+    assert tagger.precision == "fp32" and tagger.batch_size == 4
+    assert Tagger.from_checkpoint(small_checkpoint, device="cpu", precision="bf16",
+                                  batch_size=7).batch_size == 7
+    assert calls == [("fp32", torch.device("cpu")), ("bf16", torch.device("cpu"))]

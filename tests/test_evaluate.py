@@ -13,7 +13,7 @@ from mtt.cli import main
 from mtt.formats.split_folder import read_split
 from mtt.mel_store import MelStore
 from mtt.models import build_model
-from mtt.predict import predict_songs, whole_song_plan
+from mtt.inference.songs import chunk_starts, predict_songs, whole_song_plan
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_song_prediction_is_the_mean_over_evenly_spaced_chunks(toy, checkpoint):
                           batch_size=4, precision="fp32")  # 1 song per batch: batching must not matter
     with torch.no_grad():
         for i, track_id in enumerate(ids):
-            chunks = torch.from_numpy(store.read_chunks(track_id, 3, 44))
+            chunks = torch.from_numpy(store.read_chunks(track_id, chunk_starts(store.num_frames(track_id), 44, 3), 44))
             expected = torch.sigmoid(model(chunks)).mean(0).numpy()
             np.testing.assert_allclose(probs[i], expected, rtol=1e-5, atol=1e-6)
     whole = predict_songs(model, store, ids, torch.device("cpu"), whole_song=True, precision="fp32")
@@ -110,7 +110,8 @@ def test_whole_song_batches_bucket_songs_by_length_and_keep_each_songs_result(tm
             for i, (track_id, length) in enumerate(zip(ids, lengths)):
                 if length > model.max_frames:
                     n = -(-length // model.max_frames)
-                    x = torch.from_numpy(store.read_chunks(track_id, n, model.max_frames))
+                    starts = chunk_starts(length, model.max_frames, n)
+                    x = torch.from_numpy(store.read_chunks(track_id, starts, model.max_frames))
                 else:
                     x = torch.from_numpy(store.read_song(track_id))[None]
                 expected = torch.sigmoid(model(x)).mean(0).numpy()
@@ -118,7 +119,7 @@ def test_whole_song_batches_bucket_songs_by_length_and_keep_each_songs_result(tm
 
 
 def test_inference_batches_are_sized_for_the_device():
-    from mtt.predict import default_batch_size
+    from mtt.inference.device import default_batch_size
     assert default_batch_size(torch.device("cpu")) == 64
     assert default_batch_size(torch.device("cuda")) >= 256
 
@@ -150,3 +151,34 @@ def test_tag_list_mismatch_is_refused(toy, checkpoint, tmp_path, capsys):
     assert main(args) == 2
     assert "tags differ" in capsys.readouterr().err
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("chunking", [[], ["--chunks", "3"]])
+def test_mtt_tag_and_mtt_evaluate_give_the_same_probabilities_for_the_same_song(
+        tmp_path, audio_dir, small_checkpoint, capsys, chunking):
+    """One inference path: real clips preprocessed into a mel shard and evaluated, and the same
+    files tagged, with the same chunking (the default, covering the song, or N evenly spaced),
+    device and precision: the same song probabilities, up to the shard's float16 mels (another
+    chunking of these clips moves them by 1e-4 to 9e-3)."""
+    clips = sorted(p.name for p in audio_dir.iterdir())
+    tags = ["rock", "jazz", "calm", "piano"]  # small_checkpoint's; each positive for some clips
+    table = pd.DataFrame({"track_id": [f"T{i}" for i in range(len(clips))], "path": clips,
+                          "tags": [tags[i % len(tags)] for i in range(len(clips))]})
+    table.to_csv(tmp_path / "test.tsv", sep="\t", index=False)
+    (tmp_path / "tags.txt").write_text("".join(f"{t}\n" for t in tags))
+    assert main(["preprocess", "--audio-root", str(audio_dir), "--tracks", str(tmp_path / "test.tsv"),
+                 "--out", str(tmp_path / "mels.h5"), "--failures", str(tmp_path / "failed.tsv")]) == 0
+    settings = ["--checkpoint", str(small_checkpoint), "--device", "cpu", "--precision", "fp32",
+                *chunking]
+    assert main(["evaluate", *settings, "--tracks", str(tmp_path / "test.tsv"), "--tags",
+                 str(tmp_path / "tags.txt"), "--mels", str(tmp_path / "mels.h5"),
+                 "--out", str(tmp_path / "eval"), "--bootstrap", "0"]) == 0
+    with h5py.File(tmp_path / "eval" / "predictions.h5") as f:
+        evaluated = dict(zip(f["track_id"].asstr()[()], f["probs"][()]))
+    capsys.readouterr()
+    assert main(["tag", *[str(audio_dir / c) for c in clips], *settings, "--format", "json",
+                 "--all-tags"]) == 0
+    tagged = json.loads(capsys.readouterr().out)
+    gaps = [abs(tagged[str(audio_dir / clip)][tag] - evaluated[track_id][t])
+            for track_id, clip in zip(table["track_id"], clips) for t, tag in enumerate(tags)]
+    assert max(gaps) <= 1e-5, max(gaps)  # 6-digit JSON and float16 mels: 8e-7 on 2026-12-07

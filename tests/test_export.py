@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtt.api import Tagger
-from mtt.export import export_onnx
+from mtt.inference.tagger import Tagger
+from mtt.inference.export import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -24,7 +24,7 @@ def test_a_small_checkpoint_exports_and_matches_pytorch(tmp_path, small_checkpoi
     assert tags == info["tags"]
     wave = np.random.default_rng(0).standard_normal(22050 * 3).astype(np.float32) * 0.1
     probs, _ = session.run(None, {"waveform": wave[None]})
-    expected = Tagger.from_checkpoint(small_checkpoint, precision="fp32").tag(wave)
+    expected = Tagger.from_checkpoint(small_checkpoint, device="cpu", precision="fp32").tag(wave)
     assert np.abs(probs[0] - np.array([expected[t] for t in tags])).max() <= 1e-4
 
 
@@ -39,7 +39,7 @@ def test_onnx_export_matches_pytorch_on_the_reference_clip(tmp_path):
     tags = json.loads(session.get_modelmeta().custom_metadata_map["tags"])
     wave = np.load(REF / "clip_mono_22050.npy")
     probs, emb = session.run(None, {"waveform": wave[None]})
-    tagger = Tagger.from_checkpoint(REF / "teacher_format.ckpt")
+    tagger = Tagger.from_checkpoint(REF / "teacher_format.ckpt", device="cpu", precision="fp32")
     expected = tagger.tag(wave)
     assert np.abs(probs[0] - np.array([expected[t] for t in tags])).max() <= 1e-4
     assert np.abs(probs[0] - np.load(REF / "clip_teacher_probs.npy")[0]).max() <= 1e-4

@@ -2,12 +2,13 @@
 import numpy as np
 import torch
 
-from mtt.api import Tagger
+from mtt.inference.tagger import Tagger
 from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.mel_store import MelStore
 from mtt.models import build_model, to_channels_last
-from mtt.predict import (channels_last_faster, inference_model, is_small_cnn, predict_songs,
-                         resolve_precision)
+from mtt.inference.device import (channels_last_faster, inference_model, is_small_cnn,
+                                  resolve_precision)
+from mtt.inference.songs import chunk_starts, predict_songs
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -66,14 +67,14 @@ def test_predict_songs_and_the_tagger_give_the_contiguous_models_numbers(tmp_pat
     store = MelStore([tmp_path / "s.h5"])
     probs = predict_songs(model, store, ["T0", "T1", "T2"], CPU, chunks=2, frames=173,
                           batch_size=4, precision="fp32")
-    chunks = torch.from_numpy(np.concatenate([store.read_chunks(t, 2, 173)
+    chunks = torch.from_numpy(np.concatenate([store.read_chunks(t, chunk_starts(store.num_frames(t), 173, 2), 173)
                                               for t in ("T0", "T1", "T2")]))
     with torch.no_grad():
         expected = torch.sigmoid(model(chunks)).view(3, 2, 5).mean(1).numpy()
     assert np.abs(probs - expected).max() <= 1e-5
     assert model.frontend.layer2.conv_1.weight.is_contiguous()  # predict_songs used a copy
 
-    tagger = Tagger(model, list("abcde"), precision="fp32")
+    tagger = Tagger(model, list("abcde"), device="cpu", precision="fp32")
     assert tagger.model is not model
     wave = rng.standard_normal(22050 * 3).astype(np.float32) * 0.1
     contiguous = Tagger(to_channels_last(small()).to(memory_format=torch.contiguous_format),
@@ -90,10 +91,10 @@ def test_bf16_channels_last_on_a_native_bf16_cpu_stays_close_to_fp32(monkeypatch
     """Where the CPU has native bf16, a larger model's bf16 inference runs on a channels-last
     copy; faked here (the path also runs on other CPUs, only slower): the result stays within
     bf16's error."""
-    import mtt.predict as predict
+    import mtt.inference.device as device
     torch.manual_seed(0)
     model = build_model("transformer", 5, conv_channels=32, width=32, layers=1, heads=2).eval()
-    monkeypatch.setattr(predict, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
     net = inference_model(model, CPU, "bf16")
     assert net is not model
     assert net.frontend.layer1.conv_1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -12,7 +12,7 @@ from conftest import make_toy, train_args
 from mtt.checkpoint import load_checkpoint
 from mtt.cli import main
 from mtt.frontend import LogMel
-from mtt.predict import autocast, cpu_has_native_bf16, resolve_precision
+from mtt.inference.device import autocast, cpu_has_native_bf16, resolve_precision
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -113,18 +113,21 @@ def test_evaluate_and_pseudo_label_run_in_bf16_and_say_so(toy, bf16_run, tmp_pat
 
 
 @pytest.mark.slow
-def test_the_tagger_takes_the_training_commands_precision_names():
-    """`mtt tag` / Tagger: fp32 is float32 exactly, bf16 is bfloat16 autocast, auto resolves as
-    training does on this CPU; anything else is refused with the choices."""
-    from mtt.api import Tagger
+def test_the_tagger_takes_the_commands_precision_names_and_default():
+    """`mtt tag` / Tagger: fp32 is float32 exactly, bf16 is bfloat16 autocast, auto (the default,
+    as for every command) resolves as training does on this CPU; anything else, the old API
+    names included, is refused with the choices."""
+    from mtt.inference.tagger import Tagger
     clip = np.load(REFERENCE / "clip_mono_22050.npy")
     path = REFERENCE / "teacher_format.ckpt"
-    tagged = {p: Tagger.from_checkpoint(path, precision=p).tag(clip, sample_rate=22050)
-              for p in ("fp32", "float32", "bf16", "bfloat16", "auto")}
-    assert tagged["fp32"] == tagged["float32"]
-    assert tagged["bf16"] == tagged["bfloat16"]
-    assert tagged["auto"] == tagged["bf16" if resolve_precision("auto", CPU) == "bf16" else "fp32"]
+    tagged = {p: Tagger.from_checkpoint(path, device="cpu", precision=p).tag(clip, sample_rate=22050)
+              for p in ("fp32", "bf16", "auto")}
+    auto = "bf16" if resolve_precision("auto", CPU) == "bf16" else "fp32"
+    assert tagged["auto"] == tagged[auto]
+    assert Tagger.from_checkpoint(path, device="cpu").precision == auto
     assert max(abs(tagged["bf16"][t] - tagged["fp32"][t]) for t in tagged["fp32"]) <= 2e-2
-    assert Tagger.from_checkpoint(path, precision="bf16").precision == "bfloat16"
+    assert Tagger.from_checkpoint(path, device="cpu", precision="bf16").precision == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Tagger.from_checkpoint(path, precision="float32")
     with pytest.raises(ValueError, match="precision must be one of"):
         Tagger.from_checkpoint(path, precision="int8")

@@ -11,7 +11,7 @@ from mtt.checkpoint import load_checkpoint, save_checkpoint
 from mtt.cli import main
 from mtt.mel_store import MelStore
 from mtt.models import build_model
-from mtt.predict import predict_songs
+from mtt.inference.songs import predict_songs
 
 
 @pytest.fixture(scope="module")

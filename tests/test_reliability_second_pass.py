@@ -86,12 +86,14 @@ def test_a_small_checkpoint_claiming_a_large_model_is_refused_under_a_memory_lim
     claimed model first, failed to allocate and took 2.0 GB before refusing, 2.9 GB without the
     limit), each claim is refused with one line naming the file, for the reason of its claim,
     within 100 MB of the peak of tagging with the real tiny checkpoint."""
-    code, err, baseline = _peak_rss_mb(["tag", CLIP, "--checkpoint", checkpoint], MEMORY_LIMIT)
+    code, err, baseline = _peak_rss_mb(["tag", CLIP, "--checkpoint", checkpoint, "--device", "cpu"],
+                                      MEMORY_LIMIT)
     assert code == 0, f"a plain mtt tag must run under the limit: {err[-300:]}"
     for how in CLAIMS:
         path = tmp_path / f"{how.replace(' ', '_').replace(':', '')}.ckpt"
         _claims(path, how, checkpoint)
-        code, err, peak = _peak_rss_mb(["tag", CLIP, "--checkpoint", path], MEMORY_LIMIT)
+        code, err, peak = _peak_rss_mb(["tag", CLIP, "--checkpoint", path, "--device", "cpu"],
+                                       MEMORY_LIMIT)
         assert code == 2, (how, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (how, err)
         assert str(path) in err and "allocate" not in err, (how, err)
@@ -571,7 +573,7 @@ def test_mtt_tag_keeps_its_results_when_out_cannot_be_written_at_the_end(
         tmp_path, checkpoint, capsys, monkeypatch):
     """The folder of --out is replaced by a file while tagging: the results are written to a
     temporary file, and one line says why and where; exit 1."""
-    import mtt.tag as tag
+    import mtt.inference.tag as tag
     folder = tmp_path / "out"
     folder.mkdir()
     _block_folder_when_called(monkeypatch, tag, "format_results", folder)
@@ -588,9 +590,9 @@ def test_an_output_that_fails_at_the_end_is_kept_where_it_can_be_found(
         toy, tmp_path, checkpoint, capsys, monkeypatch, command):
     """While the command works, the folder its output goes to is replaced by a file: what it
     computed is written to the temporary folder, and one line says why and where (exit 2)."""
-    import mtt.evaluate
-    import mtt.pseudo_label
-    module = mtt.evaluate if command == "evaluate" else mtt.pseudo_label
+    import mtt.inference.evaluate
+    import mtt.inference.pseudo_label
+    module = mtt.inference.evaluate if command == "evaluate" else mtt.inference.pseudo_label
     folder = tmp_path / "out"
     folder.mkdir()
     _block_folder_when_called(monkeypatch, module, "predict_songs", folder)

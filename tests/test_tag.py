@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from conftest import SHARED, mtt_tag
-from mtt.tag import chunk_starts
+from mtt.inference.songs import chunk_starts
 
 CLIPS = sorted((SHARED / "audio").iterdir())  # MP3 16 kHz mono, MP3 22.05 kHz stereo, WAV, Ogg
 
@@ -21,11 +21,18 @@ def test_chunks_cover_the_song_with_last_aligned_to_end():
     assert chunk_starts(1292, 431) == [0, 431, 861]
 
 
+def test_n_chunks_are_evenly_spaced_from_start_to_end():
+    assert chunk_starts(300, 431, 3) == [0, 0, 0]  # one padded chunk, N times
+    assert chunk_starts(1292, 431, 1) == [0]
+    assert chunk_starts(1292, 431, 3) == [0, 430, 861]
+    assert chunk_starts(1292, 431, 4) == [0, 287, 574, 861]
+
+
 @pytest.mark.slow
 def test_published_checkpoint_on_reference_clip_matches_original_model():
     wav = SHARED / "reference" / "TRABCDE128F111GH11.wav"  # 16-bit stereo, under 10 s: one pass
     result = mtt_tag(wav, "--checkpoint", SHARED / "reference" / "teacher_format.ckpt",
-                     "--format", "json", "--all-tags")
+                     "--format", "json", "--all-tags", "--device", "cpu", "--precision", "fp32")
     assert result.returncode == 0, result.stderr
     probs = json.loads(result.stdout)[str(wav)]
     assert len(probs) == 50
@@ -115,7 +122,7 @@ sys.exit(code)
 
 
 def peak_rss_mb(*args):
-    result = subprocess.run([sys.executable, "-c", PEAK_RSS, "tag", *map(str, args)],
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, "tag", "--device", "cpu", *map(str, args)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return float(result.stderr.split("peak_rss_mb")[-1])

@@ -272,7 +272,7 @@ def test_pseudo_tag_weights_follow_the_teachers_validation_roc_auc(toy, teacher,
     from sklearn.metrics import roc_auc_score
     from mtt.formats.split_folder import read_split
     from mtt.mel_store import MelStore
-    from mtt.predict import checkpoint_frames, predict_songs
+    from mtt.inference.songs import checkpoint_frames, predict_songs
     from mtt.tag_trust import teacher_tag_weights
     out = tmp_path / "trusting"
     checkpoint = teacher / "best.ckpt"
@@ -311,7 +311,7 @@ def test_tag_trust_weights_are_the_teachers_clipped_validation_roc_auc(toy, tmp_
     from mtt.formats.split_folder import read_split
     from mtt.mel_store import MelStore
     from mtt.models import build_model
-    from mtt.predict import checkpoint_frames, predict_songs
+    from mtt.inference.songs import checkpoint_frames, predict_songs
     from mtt.tag_trust import teacher_tag_weights
     torch.manual_seed(0)
     checkpoint = tmp_path / "teacher.ckpt"

@@ -10,14 +10,14 @@ import sys
 from mtt.malloc import keep_freed_memory
 
 COMMANDS = {
-    "tag": ("mtt.tag", "predict tags for audio files with a checkpoint"),
-    "export": ("mtt.export", "export a checkpoint with its log-mel front end to ONNX"),
+    "tag": ("mtt.inference.tag", "predict tags for audio files with a checkpoint"),
+    "export": ("mtt.inference.export", "export a checkpoint with its log-mel front end to ONNX"),
     "demo-data": ("mtt.demo", "generate the embedded demo dataset (MSD layout)"),
     "split": ("mtt.split", "build an artist-level stratified split (CALS)"),
     "preprocess": ("mtt.preprocess", "decode audio into a log-mel HDF5 shard"),
     "train": ("mtt.training.command", "train a teacher or a noisy student"),
-    "evaluate": ("mtt.evaluate", "song-level metrics of a checkpoint on a split"),
-    "pseudo-label": ("mtt.pseudo_label", "teacher soft labels for one mel shard"),
+    "evaluate": ("mtt.inference.evaluate", "song-level metrics of a checkpoint on a split"),
+    "pseudo-label": ("mtt.inference.pseudo_label", "teacher soft labels for one mel shard"),
     "summarize": ("mtt.summarize", "gather evaluation results into one table"),
     "plots": ("mtt.plots", "figures for the workflow report"),
 }

@@ -91,19 +91,20 @@ class MelStore:
             return self._read(row, start, frames)
         return _pad(self._read(row, 0, length), frames)
 
-    def read_chunks(self, track_id: str, n_chunks: int, frames: int) -> np.ndarray:
-        """`n_chunks` chunks of `frames` frames evenly spaced over the song, the first at its
-        start and the last ending at its end: (n_chunks, 128, frames) float32. A song shorter
-        than `frames` gives copies of the padded song."""
-        if n_chunks < 1 or frames < 1:
-            raise ValueError(f"n_chunks and frames must be at least 1, got {n_chunks}, {frames}")
+    def read_chunks(self, track_id: str, starts, frames: int) -> np.ndarray:
+        """The chunks of `frames` frames at `starts` (a plan of `mtt.inference.songs.chunk_starts`):
+        (len(starts), 128, frames) float32. A song of at most `frames` frames is padded, each
+        chunk a copy of it."""
+        if len(starts) < 1 or frames < 1:
+            raise ValueError(f"starts and frames must not be empty, got {len(starts)}, {frames}")
         row = self._lookup(track_id)
         length = int(self._stop[row] - self._start[row])
         if length <= frames:
             song = _pad(self._read(row, 0, length), frames)
-            return np.repeat(song[None], n_chunks, axis=0)
-        starts = np.rint(np.linspace(0, length - frames, n_chunks)).astype(np.int64)
-        if n_chunks * frames < length:  # sparse chunks: read only them
+            return np.repeat(song[None], len(starts), axis=0)
+        if max(starts) + frames > length:
+            raise ValueError(f"{track_id}: a chunk at {max(starts)} ends after its {length} frames")
+        if len(starts) * frames < length:  # sparse chunks: read only them
             return np.stack([self._read(row, int(s), frames) for s in starts])
         song = self._read(row, 0, length)
         return np.stack([song[:, s:s + frames] for s in starts])

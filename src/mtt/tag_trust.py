@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from .checkpoint import load_checkpoint
-from .predict import checkpoint_frames, predict_songs
+from .inference.songs import checkpoint_frames, predict_songs
 
 
 def teacher_tag_weights(checkpoint, tags, store, track_ids, labels, device, chunks,

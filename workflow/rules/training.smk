@@ -45,6 +45,7 @@ rule pseudo_label:
     output:
         f"{RESULTS}/pseudo_labels/{{teacher}}/{{scatteritem}}.h5",
     params:
+        chunks=config["pseudo_label"]["chunks"],
         batch_size=config["pseudo_label"]["batch_size"],
         device=config["device"],
         precision=config["precision"],
@@ -60,7 +61,8 @@ rule pseudo_label:
         "../../envs/mtt.yaml"
     shell:
         "python -m mtt.cli pseudo-label --threads {threads} --checkpoint {input.checkpoint:q}"
-        " --mels {input.mels:q} --out {output:q} --batch-size {params.batch_size:q}"
+        " --mels {input.mels:q} --out {output:q} --chunks {params.chunks}"
+        " --batch-size {params.batch_size:q}"
         " --device {params.device:q} --precision {params.precision:q} > {log:q} 2>&1"
 
 

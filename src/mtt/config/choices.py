@@ -1,5 +1,5 @@
 """The named choices of a run's options, declared once for `mtt train`, the modules that act on
-them (noise, predict, tag_trust, formats.split_folder) and the workflow's config checks."""
+them (noise, inference.device, tag_trust, formats.split_folder) and the workflow's config checks."""
 
 # The sets of a split folder (mtt.formats.split_folder), one `mtt preprocess` job group each.
 SPLIT_SETS = ("train", "valid", "test", "student", "none")
@@ -10,7 +10,7 @@ PAPER = "paper"  # the published code's chain, each transform with its own proba
 STRETCH = "stretch"  # a random resized crop along time, with the noise probability
 EXTRA_KINDS = (STRETCH, PAPER)  # chosen by name only: never part of `all` / `auto`
 
-# --precision of training, pseudo-labeling and evaluation (mtt.predict)
+# --precision of training, pseudo-labeling and evaluation (mtt.inference.device)
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = ("fp32, bf16 autocast, or auto (default): bf16 where it is faster, on CUDA with "
                   "bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for the demo's small CNNs "

@@ -14,7 +14,7 @@ from ..checkpoint import load_checkpoint
 from ..formats.pseudo_labels import read_pseudo_labels
 from ..formats.split_folder import read_split
 from ..mel_store import MelStore
-from ..predict import inference_model
+from ..inference.device import inference_model
 from ..tag_trust import teacher_tag_weights
 from ..config import TrainConfig
 from .batches import CropDataset, EpochBatchPlan

@@ -11,12 +11,12 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from ..config import TrainConfig
 from ..formats.split_folder import read_tag_list
+from ..inference.device import channels_last_faster, resolve_device, select_precision, set_threads
+from ..inference.songs import crop_frames
 from ..models import build_model, to_channels_last
 from ..noise import MelNoise
-from ..predict import (channels_last_faster, crop_frames, resolve_device, select_precision,
-                       set_threads)
-from ..config import TrainConfig
 from . import resume
 from .data import build_data
 from .objective import choose_objective

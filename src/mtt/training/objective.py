@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..noise import MelNoise
-from ..predict import autocast
+from ..inference.device import autocast
 from ..config import TrainConfig
 from .batches import LABELED
 

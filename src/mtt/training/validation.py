@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..metrics import evaluable_tags, per_tag_scores
-from ..predict import default_batch_size, predict_songs
+from ..inference.device import default_batch_size
+from ..inference.songs import predict_songs
 from .processes import Processes, validation_share
 
 

@@ -8,12 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import load_checkpoint
-from .checks import keep_output, output_file, refuse_non_finite
-from .formats.pseudo_labels import write_pseudo_labels
-from .mel_store import MelStore
-from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
-                      resolve_device, select_precision, set_threads)
+from ..checkpoint import load_checkpoint
+from ..checks import keep_output, output_file, refuse_non_finite
+from ..formats.pseudo_labels import write_pseudo_labels
+from ..mel_store import MelStore
+from .device import resolve_device, select_precision, set_threads
+from .songs import add_prediction_arguments, checkpoint_frames, predict_songs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def run(args) -> int:
 
 
 def pseudo_label(args) -> int:
-    if args.chunks < 1:
+    if args.chunks is not None and args.chunks < 1:
         raise ValueError("--chunks must be at least 1")
     set_threads(args.threads)
     device = resolve_device(args.device)

@@ -9,15 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checks import keep_output, nonnegative_int, output_folder, refuse_non_finite
-from .checkpoint import load_checkpoint
-from .training.data import keep_stored
-from .formats.evaluation import write_evaluation
-from .formats.split_folder import read_split, read_tag_list
-from .mel_store import MelStore
-from .metrics import tagging_report
-from .predict import (add_prediction_arguments, checkpoint_frames, predict_songs,
-                      resolve_device, select_precision, set_threads)
+from ..checks import keep_output, nonnegative_int, output_folder, refuse_non_finite
+from ..checkpoint import load_checkpoint
+from ..training.data import keep_stored
+from ..formats.evaluation import write_evaluation
+from ..formats.split_folder import read_split, read_tag_list
+from ..mel_store import MelStore
+from ..metrics import tagging_report
+from .device import resolve_device, select_precision, set_threads
+from .songs import add_prediction_arguments, checkpoint_frames, predict_songs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def run(args) -> int:
 
 
 def evaluate(args) -> dict:
-    if args.chunks < 1:
+    if args.chunks is not None and args.chunks < 1:
         raise ValueError("--chunks must be at least 1")
     if args.bootstrap < 0:
         raise ValueError("--bootstrap must be 0 or more")
@@ -80,7 +80,9 @@ def evaluate(args) -> dict:
     report["n_tags"] = len(tags)  # n_tags_evaluated of them, without excluded_tags
     report["checkpoint"] = str(args.checkpoint)
     report["tracks"] = str(args.tracks)
-    report["prediction"] = "whole song" if args.whole_song else f"mean of {args.chunks} chunks"
+    report["prediction"] = ("whole song" if args.whole_song
+                            else "mean of the chunks covering the song" if args.chunks is None
+                            else f"mean of {args.chunks} chunks")
     report["precision"] = precision
     kept = keep_output(lambda out: write_evaluation(Path(out), report, track_ids, probs, labels,
                                                     tags), args.out, "evaluate", folder=True)

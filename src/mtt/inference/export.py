@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import input_file, output_file, positive_int
-from .api import features
-from .checkpoint import load_checkpoint
-from .frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, LogMel
+from ..checks import input_file, output_file, positive_int
+from ..checkpoint import load_checkpoint
+from ..frontend import HOP_LENGTH, N_FFT, POWER_FLOOR, LogMel
+from .songs import features
 
 OPSET = 18
 

@@ -6,11 +6,17 @@
     tagger.taggram("song.mp3")                # per-chunk probabilities with chunk start times
     tagger.embed("song.mp3")                  # song embedding and per-chunk embeddings
 
-A song is cut into consecutive chunks of the model's training crop (10 s for the transformer),
-the last one aligned to the song's end; a song of at most one chunk is one pass over the whole
-input. The song's probabilities (and embedding) are the mean over its chunks. Files are decoded
-and resampled in blocks and each chunk is computed as soon as its samples are in, so a long file
-never sits in memory whole; chunks of several songs share batches. Inputs are file paths or
+A song is cut into chunks of the model's training crop (10 s for the transformer) planned by
+`mtt.inference.songs.chunk_starts`, as `mtt evaluate` and `mtt pseudo-label` cut stored songs:
+by default consecutive chunks covering the song, the last one aligned to its end; `chunks=N`
+takes N evenly spaced ones. A song of at most one chunk is one pass over the whole input (the
+stored-mel commands pad it with silence to the chunk length, as in training). The song's
+probabilities (and embedding) are the mean over its chunks. Files are decoded and resampled in
+blocks and, by default, each chunk is computed as soon as its samples are in, so a long file
+never sits in memory whole (N evenly spaced chunks need the song's length: its samples are held
+until its end); chunks of several songs share batches. Device and precision take the names and
+defaults of every command (`mtt.inference.device`: auto, auto); `precision="fp32"` for exact
+float32. Inputs are file paths or
 arrays (mono `(samples,)` or multi-channel `(channels, samples)` / `(samples, channels)`) at any
 sample rate (`sample_rate`, default 22,050 Hz); channels are averaged.
 """
@@ -28,18 +34,16 @@ import soxr
 import torch
 import torch.nn.functional as F
 
-from .audio import AudioError, load_audio, stream_audio
-from .checkpoint import load_checkpoint
-from .frontend import (DB_FLOOR, HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, num_frames,
-                       seconds_to_frames)
-from .predict import default_batch_size, inference_model, resolve_precision, select_precision
+from ..audio import AudioError, load_audio, stream_audio
+from ..checkpoint import load_checkpoint
+from ..frontend import (DB_FLOOR, HOP_LENGTH, N_FFT, SAMPLE_RATE, LogMel, num_frames,
+                        seconds_to_frames)
+from .device import (autocast, default_tagging_batch_size, inference_model, resolve_device,
+                     select_precision)
+from .songs import chunk_starts, features
 
 MIN_FRAMES = 16  # shortest input the transformer's pooling takes; shorter mels are padded
 MIN_SAMPLES = N_FFT // 2 + 1  # the centred STFT's reflect padding needs more than 512 samples
-TAG_CPU_BATCH = 4  # chunks per forward pass on the CPU: see `mtt tag --batch-size`
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TRAINING_NAMES = {"fp32": "float32", "bf16": "bfloat16"}  # --precision of train/evaluate
-PRECISION_CHOICES = [*TRAINING_NAMES, "auto", *PRECISIONS]
 QUEUE_BLOCKS = 4  # decoded blocks the background decoder may run ahead of the model
 
 
@@ -87,47 +91,32 @@ def to_waveform(audio, sample_rate=None, name="array") -> np.ndarray:
     return wave
 
 
-def chunk_starts(n_frames: int, chunk: int) -> list[int]:
-    """Starts of consecutive chunks covering n_frames; the last one ends at the song's end."""
-    if n_frames <= chunk:
-        return [0]
-    starts = list(range(0, n_frames - chunk + 1, chunk))
-    if starts[-1] + chunk < n_frames:
-        starts.append(n_frames - chunk)
-    return starts
-
-
 # The longest chunk a model without a positional table (the ResNet) is given: ~10 min.
 MAX_CHUNK_FRAMES = 26_000
 
 
 class Tagger:
-    """A model, its tag names and how to cut songs into chunks."""
+    """A model, its tag names and how to cut songs into chunks. `device`, `precision` as every
+    command's (default auto, auto; "fp32": exact float32); `chunk_seconds` (default: the model's
+    training crop) and `chunks` (None: covering the song, or N evenly spaced) as `chunk_starts`
+    plans them; `batch_size`: chunks per forward pass (`default_tagging_batch_size`)."""
 
-    def __init__(self, model, tags, *, device="cpu", precision="float32", chunk_seconds=None,
-                 batch_size=None, info=None):
-        if precision not in PRECISION_CHOICES:
-            raise ValueError(f"precision must be one of {PRECISION_CHOICES}, not {precision!r}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device}: CUDA is not available on this machine")
+    def __init__(self, model, tags, *, device="auto", precision="auto", chunk_seconds=None,
+                 chunks=None, batch_size=None, info=None):
+        self.device = resolve_device(device)
         model = model.to(self.device).eval()
-        if precision == "auto":
-            precision = resolve_precision(precision, self.device, model=model)
-        precision = TRAINING_NAMES.get(precision, precision)
-        if precision == "float32":  # true float32, as the other commands: no TF32 in cuDNN
-            select_precision("fp32", self.device, model=model)
+        self.precision = select_precision(precision, self.device, model=model)  # fp32 or bf16
         # channels-last where faster (small CNNs in fp32 on CPU), on a copy
-        self.model = inference_model(model, self.device,
-                                     "fp32" if precision == "float32" else precision)
+        self.model = inference_model(model, self.device, self.precision)
         self.tags = list(tags)
         self.info = info or {}
-        self.precision = precision
-        # chunks per forward pass: 4 on the CPU (peak memory), hundreds on a GPU
-        self.batch_size = int(batch_size) if batch_size is not None else (
-            TAG_CPU_BATCH if self.device.type == "cpu" else default_batch_size(self.device))
+        self.batch_size = (int(batch_size) if batch_size is not None
+                           else default_tagging_batch_size(self.device))
         if self.batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be at least 1")
+        if chunks is not None and int(chunks) < 1:
+            raise ValueError(f"chunks {chunks} must be at least 1 (or None: covering the song)")
+        self.chunks = None if chunks is None else int(chunks)
         if chunk_seconds is not None and not (np.isfinite(chunk_seconds) and chunk_seconds > 0):
             raise ValueError(f"chunk length {chunk_seconds} s must be a positive number of seconds")
         self.chunk_frames = seconds_to_frames(chunk_seconds or model.default_crop_seconds)
@@ -138,7 +127,7 @@ class Tagger:
         self.logmel = LogMel().to(self.device)
 
     @classmethod
-    def from_checkpoint(cls, path, device="cpu", precision="float32", **kwargs) -> "Tagger":
+    def from_checkpoint(cls, path, device="auto", precision="auto", **kwargs) -> "Tagger":
         """Load an mtt checkpoint or a published-layout file (`network.*` keys)."""
         model, info = load_checkpoint(path, map_location="cpu")
         return cls(model, info["tags"], device=device, precision=precision, info=info, **kwargs)
@@ -182,7 +171,7 @@ class Tagger:
                 i = order.popleft()
                 yield i, songs.pop(i).result()
 
-        for i, block in self._blocks(items, sample_rate):
+        for i, block in decoded_blocks(items, sample_rate):
             if i not in songs:
                 songs[i] = _Song(_Chunker(self))
                 order.append(i)
@@ -221,49 +210,8 @@ class Tagger:
             results.append(fn(out))
         return results[0] if single else results
 
-    def _blocks(self, items, sample_rate):
-        """Yield (index, samples block) for each input in turn, then (index, None) at its end, or
-        (index, AudioError) where it fails. A background thread decodes up to QUEUE_BLOCKS ahead."""
-        blocks = queue.Queue(maxsize=QUEUE_BLOCKS)
-        stop = threading.Event()
-
-        def put(entry):
-            while not stop.is_set():
-                with contextlib.suppress(queue.Full):
-                    blocks.put(entry, timeout=0.1)
-                    return True
-            return False
-
-        def decode():
-            for k, item in enumerate(items):
-                try:
-                    if isinstance(item, (str, Path)):
-                        source = stream_audio(item)
-                    else:
-                        source = [to_waveform(item, sample_rate, name=_name(item, k))]
-                    for block in source:
-                        if not put((k, block)):
-                            return
-                    entry = (k, None)
-                except AudioError as err:
-                    entry = (k, err)
-                except Exception as err:  # an unexpected decoder failure must not stop the others
-                    entry = (k, AudioError(_name(item, k), f"{type(err).__name__}: {err}"))
-                if not put(entry):
-                    return
-            put(StopIteration)
-
-        thread = threading.Thread(target=decode, daemon=True)
-        thread.start()
-        try:
-            while (entry := blocks.get()) is not StopIteration:
-                yield entry
-        finally:
-            stop.set()
-            thread.join()
-
     def _starts(self, wave) -> list[int]:
-        return chunk_starts(num_frames(wave.size), self.chunk_frames)
+        return chunk_starts(num_frames(wave.size), self.chunk_frames, self.chunks)
 
     def _chunk_mel(self, wave, start, offset=0) -> torch.Tensor:
         """Mel frames [start, start + chunk) of the whole song's centred STFT, computed from the
@@ -283,12 +231,6 @@ class Tagger:
             mel = F.pad(mel, (0, MIN_FRAMES - mel.shape[-1]), value=DB_FLOOR)
         return mel
 
-    def _autocast(self):
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @torch.inference_mode()
     def _forward(self, mels):
         """(probabilities, embeddings) as numpy rows for a list of mels; equal lengths batch."""
@@ -297,18 +239,53 @@ class Tagger:
             groups.setdefault(m.shape[-1], []).append(k)
         probs, embs = [None] * len(mels), [None] * len(mels)
         for ks in groups.values():
-            with self._autocast():
+            with autocast(self.device, self.precision):
                 emb, logits = features(self.model, torch.stack([mels[k] for k in ks]))
             for k, p, e in zip(ks, torch.sigmoid(logits.float()).cpu().numpy(), emb.float().cpu().numpy()):
                 probs[k], embs[k] = p, e
         return probs, embs
 
 
-def features(model, mel):
-    """(embedding, logits) of a model on (batch, 128, frames) dB log-mel."""
-    emb = model.embed(mel)
-    head = model.mlp_head if model.kind == "transformer" else model.dense2
-    return emb, head(emb)
+def decoded_blocks(items, sample_rate):
+    """Yield (index, samples block) for each input in turn, then (index, None) at its end, or
+    (index, AudioError) where it fails. A background thread decodes up to QUEUE_BLOCKS ahead."""
+    blocks = queue.Queue(maxsize=QUEUE_BLOCKS)
+    stop = threading.Event()
+
+    def put(entry):
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                blocks.put(entry, timeout=0.1)
+                return True
+        return False
+
+    def decode():
+        for k, item in enumerate(items):
+            try:
+                if isinstance(item, (str, Path)):
+                    source = stream_audio(item)
+                else:
+                    source = [to_waveform(item, sample_rate, name=_name(item, k))]
+                for block in source:
+                    if not put((k, block)):
+                        return
+                entry = (k, None)
+            except AudioError as err:
+                entry = (k, err)
+            except Exception as err:  # an unexpected decoder failure must not stop the others
+                entry = (k, AudioError(_name(item, k), f"{type(err).__name__}: {err}"))
+            if not put(entry):
+                return
+        put(StopIteration)
+
+    thread = threading.Thread(target=decode, daemon=True)
+    thread.start()
+    try:
+        while (entry := blocks.get()) is not StopIteration:
+            yield entry
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _name(item, k) -> str:
@@ -337,9 +314,10 @@ class _Song:
 
 
 class _Chunker:
-    """A song arriving in blocks -> its chunks' log-mels, each as soon as its samples are in.
-    Holds the samples from just after the last chunk cut (about two chunks), since the last,
-    end-aligned chunk is known only at the song's end."""
+    """A song arriving in blocks -> its chunks' log-mels. Covering chunks (the default) are cut
+    as soon as their samples are in, holding the samples from just after the last chunk cut
+    (about two chunks), since the last, end-aligned chunk is known only at the song's end.
+    N evenly spaced chunks depend on the song's length: they are all cut at its end."""
 
     def __init__(self, tagger):
         self.tagger, self.chunk = tagger, tagger.chunk_frames
@@ -350,7 +328,7 @@ class _Chunker:
         """Append samples; (start, mel) of each consecutive chunk now complete."""
         self.wave = np.concatenate([self.wave, block])
         out = []
-        while True:
+        while self.tagger.chunks is None:
             start = len(self.cut) * self.chunk
             if self.offset + self.wave.size < (start + self.chunk - 1) * HOP_LENGTH + N_FFT // 2:
                 return out
@@ -358,6 +336,7 @@ class _Chunker:
             self.cut.add(start)
             keep = (start + 1) * HOP_LENGTH - N_FFT // 2  # the end-aligned chunk starts later
             self.wave, self.offset = self.wave[keep - self.offset:], keep
+        return out
 
     def end(self, name):
         """The song is complete: (start, mel) of the chunks not cut yet."""
@@ -366,4 +345,5 @@ class _Chunker:
             raise AudioError(name, f"too short to tag ({n} samples at {SAMPLE_RATE} Hz; "
                                    f"at least {MIN_SAMPLES} needed)")
         return [(s, self.tagger._chunk_mel(self.wave, s, self.offset))
-                for s in chunk_starts(num_frames(n), self.chunk) if s not in self.cut]
+                for s in chunk_starts(num_frames(n), self.chunk, self.tagger.chunks)
+                if s not in self.cut]

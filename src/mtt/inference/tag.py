@@ -1,10 +1,11 @@
 """`mtt tag`: audio files -> tags with any checkpoint (ours or the published layout).
 
-A thin command over `mtt.api.Tagger`: a song's prediction is the mean over consecutive chunks of
-the model's training crop (10 s for the transformer) covering it, the last chunk aligned to the
-song's end; a song of at most one chunk is one forward pass over the whole input. Files are
-decoded in blocks and chunks cut as their samples come, so a file's length does not raise the
-peak memory; chunks of several files share batches.
+A thin command over `mtt.inference.tagger.Tagger`: a song's prediction is the mean over the
+chunks of the model's training crop (10 s for the transformer) that `mtt evaluate` would score
+(`mtt.inference.songs.chunk_starts`): by default consecutive chunks covering it, the last chunk
+aligned to the song's end, or `--chunks N` evenly spaced ones; a song of at most one chunk is one
+forward pass over the whole input. Files are decoded in blocks and chunks cut as their samples
+come, so a file's length does not raise the peak memory; chunks of several files share batches.
 A file that cannot be tagged is reported on stderr (one line) and the others are still tagged
 (exit status 1).
 """
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .checks import input_file, keep_output, output_file, positive_float, positive_int
-from .api import PRECISION_CHOICES, Tagger, chunk_starts  # noqa: F401  (chunk_starts: part of this module's interface)
+from ..checks import input_file, keep_output, output_file, positive_float, positive_int
+from .device import add_device_arguments, set_threads
+from .songs import CHUNKS_HELP
+from .tagger import Tagger
 
 AUDIO_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".aif", ".aiff", ".au"}
 
@@ -34,16 +37,11 @@ def add_arguments(parser):
                         help="write song embeddings to FILE: .npy (files x dim, in output order) "
                              "or .h5 (paths, song and per-chunk embeddings, chunk start times)")
     parser.add_argument("--out", metavar="FILE", type=output_file, help="write the results to FILE instead of stdout")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--precision", default="fp32",
-                        choices=PRECISION_CHOICES,
-                        help="fp32 (exact), bf16 autocast, auto (bf16 where the training commands "
-                             "take it), or float16 autocast")
-    parser.add_argument("--batch-size", type=positive_int, default=None,
-                        help="chunks per forward pass (default 4 on the CPU, 256 on CUDA). Peak "
-                        "memory is set by it, not by the files' length: 0.9 / 1.1 / 1.4 GB at "
-                        "1 / 2 / 4 for the paper-size teacher on CPU, batch 4 using 0.7x the CPU "
-                        "time of batch 1")
+    add_device_arguments(parser, "chunks per forward pass (4 on the CPU, 256 on CUDA). Peak "
+                         "memory is set by it, not by the files' length: 0.9 / 1.1 / 1.4 GB at "
+                         "1 / 2 / 4 for the paper-size teacher on CPU, batch 4 using 0.7x the "
+                         "CPU time of batch 1")
+    parser.add_argument("--chunks", type=positive_int, default=None, help=CHUNKS_HELP)
     parser.add_argument("--chunk-seconds", type=positive_float, default=None,
                         help="chunk length (default: the model's training crop, 10 s for the transformer)")
 
@@ -65,8 +63,10 @@ def run(args) -> int:
         print("mtt tag: --embeddings FILE must end in .npy or .h5", file=sys.stderr)
         return 2
     try:
+        set_threads(args.threads)
         tagger = Tagger.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
-                                        batch_size=args.batch_size, chunk_seconds=args.chunk_seconds)
+                                        batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
+                                        chunks=args.chunks)
     except (FileNotFoundError, ValueError) as err:
         print(f"mtt tag: {err}", file=sys.stderr)
         return 2
