@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.frontend import CROP_SECONDS, seconds_to_frames
-from mtt.mel_store import MelStore
+from mtt.formats.mel_store import MelStore
 
 SONG_FRAMES = 1292  # 30 s
 CROP_FRAMES = seconds_to_frames(CROP_SECONDS)  # 431

@@ -3,7 +3,7 @@
 On the same 30 s MP3s (made from the real clips in shared/audio, stereo, at 22,050 and 44,100 Hz)
 it times, one worker each, median over repeats:
   decode   - mtt.audio.load_audio alone (the floor: decoding + resampling, no mel, no output);
-  ours     - the whole preprocessing into a new HDF5 shard (mtt.preprocess.build_shard), a shard of
+  ours     - the whole preprocessing into a new HDF5 shard (mtt.prepare.preprocess.build_shard), a shard of
              4x as many songs as the others' lists (96 with --quick), so that starting the
              worker process (fork of a process that has imported PyTorch, its first pages
              copied: ~0.1 s once per shard) weighs a few percent, as in real shards of hundreds
@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from mtt import frontend  # noqa: E402
 from mtt.audio import load_audio  # noqa: E402
 from mtt.malloc import keep_freed_memory  # noqa: E402
-from mtt.preprocess import build_shard, select_tracks  # noqa: E402
+from mtt.prepare.preprocess import build_shard, select_tracks  # noqa: E402
 
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 CLIPS = ["TRWJAZW128F42760DD_test.mp3", "gtzan_country00000.wav",

@@ -35,7 +35,7 @@ from mtt.frontend import seconds_to_frames
 from mtt.models import build_model
 from mtt.inference.device import (autocast, default_batch_size, inference_model, resolve_device,
                                   resolve_precision)
-from mtt.tags import MSD_TOP50
+from mtt.datasets.vocabulary import MSD_TOP50
 
 MSD_UNLABELED = 516_415
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from mtt.formats.pseudo_labels import read_pseudo_labels
+from mtt.formats.pseudo_label_shard import read_pseudo_labels
 from mtt.formats.split_folder import read_tag_list
-from mtt.tsv import read_tsv
+from mtt.formats.tsv_dialect import read_tsv
 
 
 def quality(true_tags: Path, tags_path: Path, pseudo_labels: list[Path]) -> pd.DataFrame:

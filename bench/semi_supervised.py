@@ -40,8 +40,8 @@ import torch
 
 from mtt.cli import main as mtt
 from mtt.demo import TAGS, make_catalogue, observe_all
-from mtt.formats.evaluation import read_predictions
-from mtt.summarize import paired_report
+from mtt.formats.evaluation_folder import read_predictions
+from mtt.report.summarize import paired_report
 
 SPLITS = ("train", "valid", "test", "student")
 
@@ -108,7 +108,7 @@ def parse_args():
     p.add_argument("--pseudo-weight", type=float, default=1.0)
     p.add_argument("--pseudo-tag-weights", choices=["none", "teacher_valid_auc"], default="none",
                    help="students: weight each tag's pseudo-label loss by the teacher's "
-                   "validation ROC-AUC of that tag (mtt.tag_trust)")
+                   "validation ROC-AUC of that tag (mtt.training.teacher_trust)")
     p.add_argument("--pseudo-targets", choices=["song", "crop", "crop_noised"], default="song",
                    help="students: song-level pseudo-labels, or the teacher on the same crop")
     p.add_argument("--rounds", type=int, default=1,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from mtt.datasets.msd import (ID_ALPHABET, LASTFM_TAGS, LASTFM_TAGS_TABLES,  # noqa: E402
                               TRACK_METADATA, TRACK_METADATA_TABLES, create_tables)
 from mtt.formats.split_folder import LABELED_SETS  # noqa: E402
-from mtt.tags import MSD_TOP50  # noqa: E402
+from mtt.datasets.vocabulary import MSD_TOP50  # noqa: E402
 
 ID_CHARS = np.frombuffer(ID_ALPHABET.encode("ascii"), dtype=np.uint8)
 
@@ -106,7 +106,7 @@ def make_fixture(folder, n_tracks=1_000_000, n_artists=44_000, seed=0):
 def run_split(kind, folder, out, seed):
     """One split in this process (called through a subprocess by `measure`)."""
     from mtt.datasets import load_tracks
-    from mtt.split import split_tracks, write_split
+    from mtt.prepare.split import split_tracks, write_split
     table = load_tracks("msd", track_metadata=folder / TRACK_METADATA,
                         lastfm_tags=folder / LASTFM_TAGS)
     if kind == "ours":
@@ -147,8 +147,8 @@ def jamendo_quality(folder, seeds=(0, 1, 2, 3, 4)):
     """MAD of per-tag positive rate on the real MTG-Jamendo mood/theme metadata: the official
     split-0 vs ours at its set sizes on its tracks and tags, and ours at 60/20/20 on the file."""
     from mtt.datasets import load_tracks
-    from mtt.split import split_tracks
-    from mtt.stratify import positive_rate_mad
+    from mtt.prepare.split import split_tracks
+    from mtt.prepare.stratify import positive_rate_mad
     folder = Path(folder)
     full = load_tracks("mtg-jamendo", metadata=folder / "autotagging_moodtheme.tsv")
     official = [load_tracks("mtg-jamendo", tags=full.tags, metadata=folder /

@@ -13,7 +13,7 @@ import mtt
 from conftest import SHARED, mtt_tag
 from mtt.inference.tagger import Tagger
 from mtt.frontend import LogMel
-from mtt.tags import MSD_TOP50
+from mtt.datasets.vocabulary import MSD_TOP50
 
 REF = SHARED / "reference"
 

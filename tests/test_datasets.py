@@ -8,7 +8,7 @@ import pytest
 from mtt.datasets import DatasetError, load_tracks
 from mtt.datasets.table import join_tags
 from mtt.datasets.msd import msd_audio_path
-from mtt.tags import MSD_TOP50
+from mtt.datasets.vocabulary import MSD_TOP50
 
 JAMENDO = Path(__file__).resolve().parents[1].parent / "shared/datasets/mtg-jamendo"
 

@@ -176,7 +176,7 @@ def test_a_process_without_a_saved_state_starts_fresh_streams_and_says_so():
     """restore_rng: a rank the saved run did not have is seeded from (seed, rank, epoch); an
     older file's list of CUDA states is no IndexError on the CPU."""
     from mtt.training import resume
-    from mtt.noise import MelNoise
+    from mtt.training.noise import MelNoise
     noise = MelNoise(seed=[0, 0])
     saved = {"ranks": [resume.rng_state(noise)]}
     other = MelNoise(seed=[0, 1])

@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from conftest import TOY_TAGS, make_toy, toy_song, write_shard, write_split
 from mtt.cli import main
 from mtt.formats.split_folder import read_split
-from mtt.mel_store import MelStore
+from mtt.formats.mel_store import MelStore
 from mtt.models import build_model
 from mtt.inference.songs import chunk_starts, predict_songs, whole_song_plan
 

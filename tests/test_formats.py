@@ -1,4 +1,4 @@
-"""The format modules (`mtt.formats`, `mtt.tsv`): each reader reads back what its writer wrote,
+"""The format modules (`mtt.formats`, `mtt.formats.tsv_dialect`): each reader reads back what its writer wrote,
 and refuses, naming the file, what is not its format. The commands that write and read these
 files are tested in their own files; this is the fast check of the modules themselves."""
 import json
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mtt.datasets import DatasetError
-from mtt.formats import evaluation, mel_shard, pseudo_labels, split_folder
-from mtt.tsv import TsvError, read_tsv, read_tsv_chunks, tsv_lines
+from mtt.formats import evaluation_folder, mel_shard, pseudo_label_shard, split_folder
+from mtt.formats.tsv_dialect import TsvError, read_tsv, read_tsv_chunks, tsv_lines
 
 TAGS = ["rock", "NA", "00s"]  # tags that look like a missing value or a number stay text
 
@@ -75,14 +75,14 @@ def test_mel_shard_round_trip_and_fingerprint(tmp_path):
 def test_pseudo_labels_round_trip(tmp_path):
     path = tmp_path / "labels.h5"
     probs = np.array([[0.1, 0.5, 0.9], [1.0, 0.0, 0.25]])
-    pseudo_labels.write_pseudo_labels(path, ["TR1", "TR2"], probs, TAGS, "teacher.ckpt", "bf16")
-    ids, read = pseudo_labels.read_pseudo_labels([path], TAGS)
+    pseudo_label_shard.write_pseudo_labels(path, ["TR1", "TR2"], probs, TAGS, "teacher.ckpt", "bf16")
+    ids, read = pseudo_label_shard.read_pseudo_labels([path], TAGS)
     assert ids == ["TR1", "TR2"] and read.dtype == np.float32
     assert np.allclose(read, probs, atol=1e-3)
     with pytest.raises(ValueError, match="labels.h5: its tags differ from the tag list in use"):
-        pseudo_labels.read_pseudo_labels([path], TAGS[::-1])
+        pseudo_label_shard.read_pseudo_labels([path], TAGS[::-1])
     with pytest.raises(ValueError, match="repeat a track ID"):
-        pseudo_labels.read_pseudo_labels([path, path], TAGS)
+        pseudo_label_shard.read_pseudo_labels([path, path], TAGS)
 
 
 def test_evaluation_round_trip(tmp_path):
@@ -93,16 +93,16 @@ def test_evaluation_round_trip(tmp_path):
     probs = np.array([[0.1, 0.2, 0.3], [0.9, 0.8, 0.7]], dtype=np.float32)
     labels = np.array([[1, 0, 1], [0, 0, 1]], dtype=bool)
     out = tmp_path / "eval"
-    evaluation.write_evaluation(out, report, ["TR1", "TR2"], probs, labels, TAGS)
-    assert evaluation.read_metrics(out / "metrics.json") == report
-    per_tag = evaluation.read_per_tag(out / "per_tag.tsv")
+    evaluation_folder.write_evaluation(out, report, ["TR1", "TR2"], probs, labels, TAGS)
+    assert evaluation_folder.read_metrics(out / "metrics.json") == report
+    per_tag = evaluation_folder.read_per_tag(out / "per_tag.tsv")
     assert per_tag["tag"].tolist() == TAGS and per_tag["positives"].tolist() == [2, 0, 4]
     assert np.allclose(per_tag["pr_auc"], [0.5, np.nan, 0.333333], equal_nan=True)
-    predictions = evaluation.read_predictions(out / "predictions.h5")
+    predictions = evaluation_folder.read_predictions(out / "predictions.h5")
     assert predictions["tracks"] == ["TR1", "TR2"] and (predictions["probs"] == probs).all()
     assert predictions["labels"].dtype == np.uint8 and (predictions["labels"] == labels).all()
     (out / "metrics.json").write_text(json.dumps({"roc_auc": {"macro": 0.5}}))
     with pytest.raises(ValueError, match="metrics.json: no macro pr_auc"):
-        evaluation.read_metrics(out / "metrics.json")
+        evaluation_folder.read_metrics(out / "metrics.json")
     with pytest.raises(ValueError, match="per_tag.tsv: not a predictions file"):
-        evaluation.read_predictions(out / "per_tag.tsv")
+        evaluation_folder.read_predictions(out / "per_tag.tsv")

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mtt.formats.mel_shard import ShardWriter, shard_attributes
 from mtt.frontend import DB_FLOOR, frontend_params
-from mtt.mel_store import MelStore
+from mtt.formats.mel_store import MelStore
 
 # songs of known content: band 0 holds the frame index (exact in float16 up to 2048), the
 # other bands the song's number plus a band pattern

@@ -4,7 +4,7 @@ import torch
 
 from mtt.inference.tagger import Tagger
 from mtt.formats.mel_shard import ShardWriter, shard_attributes
-from mtt.mel_store import MelStore
+from mtt.formats.mel_store import MelStore
 from mtt.models import build_model, to_channels_last
 from mtt.inference.device import (channels_last_faster, inference_model, is_small_cnn,
                                   resolve_precision)

@@ -11,7 +11,7 @@ from mtt.checkpoint import load_checkpoint, published_config, save_checkpoint
 from mtt.frontend import LogMel, frontend_params, num_frames
 from mtt.models import build_model
 from mtt.models.transformer import MusicTaggingTransformer
-from mtt.tags import MSD_TOP50
+from mtt.datasets.vocabulary import MSD_TOP50
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 LAYOUT = json.loads((REFERENCE / "published_state_dict_layout.json").read_text())

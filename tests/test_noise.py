@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtt.config import NOISE_KINDS, parse_noise_kinds
-from mtt.noise import MelNoise, freq_shift, mixup, random_gain, spec_augment
+from mtt.training.noise import MelNoise, freq_shift, mixup, random_gain, spec_augment
 
 
 def batch(b=6, frames=50):
@@ -140,7 +140,7 @@ def test_the_module_applies_the_transforms_of_the_separate_functions():
 
 # ---- the paper's chain (`--noise paper`) and `stretch`: each transform on a known input ------
 
-from mtt import noise as paper  # noqa: E402  (the module, for its paper-chain names)
+from mtt.training import noise as paper  # noqa: E402  (the module, for its paper-chain names)
 from mtt.frontend import DB_FLOOR, HOP_LENGTH, LogMel, SAMPLE_RATE  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -385,7 +385,7 @@ def test_a_student_trains_with_the_paper_noise(tmp_path):
     from conftest import TOY_TAGS, make_toy, read_history, train_args
     from mtt.checkpoint import load_checkpoint
     from mtt.cli import main
-    from mtt.formats.pseudo_labels import write_pseudo_labels
+    from mtt.formats.pseudo_label_shard import write_pseudo_labels
     toy = make_toy(tmp_path / "toy", n_train=16, n_valid=8, n_test=4, n_unlabeled=16)
     labels = tmp_path / "unlabeled.labels.h5"
     probs = np.random.default_rng(0).random((16, len(TOY_TAGS))).astype(np.float32)

@@ -156,7 +156,7 @@ def test_mels_handed_over_in_shared_memory_or_through_the_pipe_are_the_songs_own
     """Workers hand mels to the writer in shared-memory slots (`MelSlots`), one per task in
     flight and reused; a mel larger than a slot goes through the result pipe. With more songs
     than slots and slots that fit only the shorter songs, every stored mel is its own song's."""
-    import mtt.preprocess
+    import mtt.prepare.preprocess
     names = sorted(REAL_CLIPS) * 3  # 15 songs, 8 slots with 2 workers
     rows = [(f"R{i:02d}", name) for i, name in enumerate(names)]
     tracks = write_tracks(tmp_path / "tracks.tsv", rows)
@@ -164,7 +164,7 @@ def test_mels_handed_over_in_shared_memory_or_through_the_pipe_are_the_songs_own
     expected = {name: logmel(torch.from_numpy(load_audio(audio_dir / name))).T.numpy()
                 .astype(np.float16) for name in REAL_CLIPS}
     slot_bytes = sorted(m.nbytes for m in expected.values())[2]  # the 3 shortest fit
-    monkeypatch.setattr(mtt.preprocess.MelSlots, "SLOT_BYTES", slot_bytes)
+    monkeypatch.setattr(mtt.prepare.preprocess.MelSlots, "SLOT_BYTES", slot_bytes)
     out, failed = tmp_path / "s.h5", tmp_path / "f.tsv"
     assert preprocess(audio_dir, tracks, out, failed, "--workers", 2) == 0
     with h5py.File(out, "r") as shard:
@@ -307,7 +307,7 @@ def test_a_file_that_crashes_its_decoder_is_a_failure(tmp_path, audio_dir, monke
             os.kill(os.getpid(), signal.SIGKILL)
         return real_load_audio(path)
 
-    monkeypatch.setattr("mtt.preprocess.load_audio", load_or_die)  # inherited by forked workers
+    monkeypatch.setattr("mtt.prepare.preprocess.load_audio", load_or_die)  # inherited by forked workers
     (tmp_path / "crash.wav").symlink_to(audio_dir / "gtzan_country00000.wav")
     (tmp_path / "good.wav").symlink_to(audio_dir / "gtzan_country00000.wav")
     rows = [(f"C{i}", "crash.wav" if i == 3 else "good.wav") for i in range(8)]

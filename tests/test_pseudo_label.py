@@ -9,7 +9,7 @@ import torch
 from conftest import TOY_TAGS, make_toy
 from mtt.checkpoint import load_checkpoint, save_checkpoint
 from mtt.cli import main
-from mtt.mel_store import MelStore
+from mtt.formats.mel_store import MelStore
 from mtt.models import build_model
 from mtt.inference.songs import predict_songs
 

@@ -12,7 +12,7 @@ import torch
 
 from conftest import REAL_CLIPS, TOY_TAGS, assert_one_clear_line, make_toy, train_args
 from mtt.cli import main
-from mtt.formats.pseudo_labels import read_pseudo_labels
+from mtt.formats.pseudo_label_shard import read_pseudo_labels
 
 
 class CodeRunner:
@@ -113,7 +113,7 @@ def test_planted_pseudo_labels_and_predictions_do_not_run_code(tmp_path, planted
         torch.save(CodeRunner(marker), planted)
     with pytest.raises(ValueError, match="not a pseudo-label shard"):
         read_pseudo_labels([planted], TOY_TAGS)
-    from mtt.formats.evaluation import read_predictions
+    from mtt.formats.evaluation_folder import read_predictions
     with pytest.raises(ValueError, match="not a predictions file"):
         read_predictions(planted)
     assert not marker.exists()
@@ -345,7 +345,7 @@ def _tamper(path, how):
     ("last", "the last offset"), ("no mel", "no 'mel'"), ("no offset", "no 'offset'"),
     ("no track_id", "no 'track_id'")])
 def test_a_bad_shard_is_refused_naming_the_file(toy, tmp_path, capsys, how, reason, checkpoint):
-    from mtt.mel_store import MelStore
+    from mtt.formats.mel_store import MelStore
     shard = tmp_path / "bad.h5"
     shard.write_bytes((toy / "labeled.h5").read_bytes())
     _tamper(shard, how)
@@ -403,7 +403,7 @@ def test_width_not_divisible_by_heads_is_refused_by_mtt_train(toy, tmp_path, cap
 @pytest.mark.parametrize("row, fields", [("t1\tA\tx.mp3\trock\textra", 5), ("t1\tA\tx.mp3", 3)])
 def test_a_row_with_the_wrong_number_of_fields_names_the_line(tmp_path, row, fields):
     from mtt.formats.split_folder import read_split
-    from mtt.preprocess import UsageError, select_tracks
+    from mtt.prepare.preprocess import UsageError, select_tracks
     tsv = tmp_path / "tracks.tsv"
     tsv.write_text(f"track_id\tartist_id\tpath\ttags\n{row}\nt2\tB\ty.mp3\tjazz\n")
     with pytest.raises(ValueError, match=f"tracks.tsv: line 2 has {fields} fields, the header has 4"):
@@ -414,7 +414,7 @@ def test_a_row_with_the_wrong_number_of_fields_names_the_line(tmp_path, row, fie
 
 def test_a_well_formed_tsv_reads_as_text(tmp_path):
     from mtt.formats.split_folder import read_split
-    from mtt.preprocess import select_tracks
+    from mtt.prepare.preprocess import select_tracks
     tsv = tmp_path / "tracks.tsv"
     tsv.write_text("track_id\tartist_id\tpath\ttags\nNA\tA\tx.mp3\t\r\n007\tB\ty.mp3\tlow;high\n\n")
     ids, labels = read_split(tsv, TOY_TAGS)
@@ -519,7 +519,7 @@ def test_two_concurrent_mtt_preprocess_runs_publish_one_whole_shard(tmp_path, au
     import subprocess
     import sys
     import time
-    from mtt.mel_store import MelStore
+    from mtt.formats.mel_store import MelStore
     clips = ["TRWJAZW128F42760DD_test.mp3", "gtzan_country00000.wav",
              "mtat_joram-moments_of_clarity-08-solipsism-59-88.mp3", "brahms_hungarian_dance_5.ogg"]
     tracks = [_tracks_of(tmp_path / "a.tsv", clips[:2], 10),

@@ -18,9 +18,9 @@ import torch
 from conftest import REPO, TOY_TAGS, assert_one_clear_line, make_toy, train_args, write_shard
 from mtt.checkpoint import load_checkpoint
 from mtt.cli import main
-from mtt.formats.evaluation import read_predictions
+from mtt.formats.evaluation_folder import read_predictions
 from mtt.formats.mel_shard import read_index
-from mtt.formats.pseudo_labels import read_pseudo_labels, write_pseudo_labels
+from mtt.formats.pseudo_label_shard import read_pseudo_labels, write_pseudo_labels
 
 CLIP = REPO.parent / "shared" / "audio" / "gtzan_country00000.wav"
 
@@ -284,7 +284,7 @@ def _write_kind(path, kind, tmp_path, indirection):
 
 def _read_kind(kind, path):
     if kind == "mel shard":
-        from mtt.mel_store import MelStore
+        from mtt.formats.mel_store import MelStore
         MelStore([path]).read_song("a")
     elif kind == "pseudo-labels":
         read_pseudo_labels([path], TOY_TAGS)
@@ -320,7 +320,7 @@ def test_plain_files_still_read(toy, tmp_path):
     read_index(str(toy / "labeled.h5"))
     write_pseudo_labels(tmp_path / "p.h5", ["a", "b"], np.full((2, 4), 0.5), TOY_TAGS, "x")
     assert read_pseudo_labels([tmp_path / "p.h5"], TOY_TAGS)[0] == ["a", "b"]
-    from mtt.formats.evaluation import write_evaluation
+    from mtt.formats.evaluation_folder import write_evaluation
     from mtt.metrics import tagging_report
     labels = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], np.uint8)
     probs = np.array([[0.9, 0.1, 0.8, 0.2], [0.2, 0.7, 0.3, 0.6]], np.float32)
@@ -365,7 +365,7 @@ def test_a_tag_without_a_positive_in_train_is_named_and_no_tag_with_one_is_refus
     assert (out / "train.tsv").is_file()
 
     from mtt.datasets.table import TrackTable
-    from mtt.split import check_usable
+    from mtt.prepare.split import check_usable
     ids = np.array([f"t{i}" for i in range(6)], dtype=object)
     labels = np.array([[0, 0], [0, 0], [1, 0], [0, 1], [1, 1], [0, 1]], np.uint8)
     table = TrackTable(ids, ids.copy(), ids.copy(), labels, ["rock", "pop"])

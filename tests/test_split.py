@@ -9,8 +9,8 @@ from mtt import cli
 from mtt.datasets import load_tracks
 from mtt.datasets.table import TrackTable
 from mtt.formats.split_folder import SETS, read_split_table
-from mtt.split import split_tracks
-from mtt.tags import MSD_TOP50
+from mtt.prepare.split import split_tracks
+from mtt.datasets.vocabulary import MSD_TOP50
 
 JAMENDO = SHARED / "datasets/mtg-jamendo"
 

@@ -36,7 +36,7 @@ def test_published_checkpoint_on_reference_clip_matches_original_model():
     assert result.returncode == 0, result.stderr
     probs = json.loads(result.stdout)[str(wav)]
     assert len(probs) == 50
-    from mtt.tags import MSD_TOP50
+    from mtt.datasets.vocabulary import MSD_TOP50
     expected = np.load(SHARED / "reference" / "clip_teacher_probs.npy")[0]
     ours = np.array([probs[t] for t in MSD_TOP50])
     assert np.abs(ours - expected).max() <= 2e-5  # 1e-5 model agreement plus 6-digit rounding

@@ -271,9 +271,9 @@ def test_pseudo_tag_weights_follow_the_teachers_validation_roc_auc(toy, teacher,
     ones computed by hand from the teacher's validation predictions."""
     from sklearn.metrics import roc_auc_score
     from mtt.formats.split_folder import read_split
-    from mtt.mel_store import MelStore
+    from mtt.formats.mel_store import MelStore
     from mtt.inference.songs import checkpoint_frames, predict_songs
-    from mtt.tag_trust import teacher_tag_weights
+    from mtt.training.teacher_trust import teacher_tag_weights
     out = tmp_path / "trusting"
     checkpoint = teacher / "best.ckpt"
     args = train_args(toy, out, "--max-epochs", "1", "--steps-per-epoch", "2",
@@ -304,15 +304,15 @@ def test_pseudo_tag_weights_follow_the_teachers_validation_roc_auc(toy, teacher,
 
 
 def test_tag_trust_weights_are_the_teachers_clipped_validation_roc_auc(toy, tmp_path):
-    """mtt.tag_trust alone, on an untrained tiny teacher: w = clip(2 * ROC-AUC - 1, 0, 1) of each
+    """mtt.training.teacher_trust alone, on an untrained tiny teacher: w = clip(2 * ROC-AUC - 1, 0, 1) of each
     tag on the validation songs (1 for a tag without positives or negatives)."""
     from sklearn.metrics import roc_auc_score
     from mtt.checkpoint import save_checkpoint
     from mtt.formats.split_folder import read_split
-    from mtt.mel_store import MelStore
+    from mtt.formats.mel_store import MelStore
     from mtt.models import build_model
     from mtt.inference.songs import checkpoint_frames, predict_songs
-    from mtt.tag_trust import teacher_tag_weights
+    from mtt.training.teacher_trust import teacher_tag_weights
     torch.manual_seed(0)
     checkpoint = tmp_path / "teacher.ckpt"
     save_checkpoint(checkpoint, build_model("transformer", len(TOY_TAGS), conv_channels=4,
@@ -332,19 +332,19 @@ def test_tag_trust_weights_are_the_teachers_clipped_validation_roc_auc(toy, tmp_
     with pytest.raises(ValueError, match="tags differ"):
         teacher_tag_weights(checkpoint, TOY_TAGS[::-1], store, ids, labels, cpu, 2)
     # the teacher predicts in the run's precision (bf16 here; fp32 above)
-    import mtt.tag_trust
+    import mtt.training.teacher_trust
     seen = []
 
     def spy(*args, precision, **kwargs):
         seen.append(precision)
         return predict_songs(*args, precision=precision, **kwargs)
 
-    mtt.tag_trust.predict_songs, saved = spy, mtt.tag_trust.predict_songs
+    mtt.training.teacher_trust.predict_songs, saved = spy, mtt.training.teacher_trust.predict_songs
     try:
         bf16 = teacher_tag_weights(checkpoint, TOY_TAGS, store, ids, labels, cpu, 2,
                                    precision="bf16")
     finally:
-        mtt.tag_trust.predict_songs = saved
+        mtt.training.teacher_trust.predict_songs = saved
     assert seen == ["bf16"] and np.allclose(bf16, weights, atol=0.1)
 
 
@@ -359,7 +359,7 @@ def test_student_needs_the_unlabeled_mels(toy, pseudo_labels, tmp_path, capsys):
 def test_label_blend_mixes_labels_with_the_teachers_predictions(toy, teacher, tmp_path, capsys):
     """--label-blend B: a labeled song's target is (1 - B) * its labels + B * the teacher's
     prediction for it, read by track ID; a training song without a prediction is an error."""
-    from mtt.formats.pseudo_labels import read_pseudo_labels
+    from mtt.formats.pseudo_label_shard import read_pseudo_labels
     from mtt.formats.split_folder import read_split
     from mtt.training.data import teacher_predictions
     predictions = tmp_path / "train.labels.h5"

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import (REPO, SNAKEFILE, TINY, TINY_RESNET, VENV_BIN, planned_jobs, slow_case,
                       snakemake, snakemake_env)
-from mtt import plots
+from mtt.report import plots
 
 
 def student_teachers(output: str) -> dict:

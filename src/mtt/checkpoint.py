@@ -12,7 +12,7 @@ import torch
 from .atomic import atomic_path
 from .frontend import LogMel, frontend_params
 from .models import build_model
-from .tags import MSD_TOP50
+from .datasets.vocabulary import MSD_TOP50
 
 FORMAT = "mtt-checkpoint"
 VERSION = 1

@@ -13,13 +13,13 @@ COMMANDS = {
     "tag": ("mtt.inference.tag", "predict tags for audio files with a checkpoint"),
     "export": ("mtt.inference.export", "export a checkpoint with its log-mel front end to ONNX"),
     "demo-data": ("mtt.demo", "generate the embedded demo dataset (MSD layout)"),
-    "split": ("mtt.split", "build an artist-level stratified split (CALS)"),
-    "preprocess": ("mtt.preprocess", "decode audio into a log-mel HDF5 shard"),
+    "split": ("mtt.prepare.split", "build an artist-level stratified split (CALS)"),
+    "preprocess": ("mtt.prepare.preprocess", "decode audio into a log-mel HDF5 shard"),
     "train": ("mtt.training.command", "train a teacher or a noisy student"),
     "evaluate": ("mtt.inference.evaluate", "song-level metrics of a checkpoint on a split"),
     "pseudo-label": ("mtt.inference.pseudo_label", "teacher soft labels for one mel shard"),
-    "summarize": ("mtt.summarize", "gather evaluation results into one table"),
-    "plots": ("mtt.plots", "figures for the workflow report"),
+    "summarize": ("mtt.report.summarize", "gather evaluation results into one table"),
+    "plots": ("mtt.report.plots", "figures for the workflow report"),
 }
 
 

@@ -1,10 +1,10 @@
 """The named choices of a run's options, declared once for `mtt train`, the modules that act on
-them (noise, inference.device, tag_trust, formats.split_folder) and the workflow's config checks."""
+them (training.noise, inference.device, training.teacher_trust, formats.split_folder) and the workflow's config checks."""
 
 # The sets of a split folder (mtt.formats.split_folder), one `mtt preprocess` job group each.
 SPLIT_SETS = ("train", "valid", "test", "student", "none")
 
-# --noise: input noise kinds (mtt.noise)
+# --noise: input noise kinds (mtt.training.noise)
 NOISE_KINDS = ("specaugment", "gain", "mixup", "shift")  # `all`, and `auto` for a student
 PAPER = "paper"  # the published code's chain, each transform with its own probability
 STRETCH = "stretch"  # a random resized crop along time, with the noise probability
@@ -16,7 +16,7 @@ PRECISION_HELP = ("fp32, bf16 autocast, or auto (default): bf16 where it is fast
                   "bf16 support or a CPU with AMX or AVX512-BF16 (fp32 for the demo's small CNNs "
                   "there); fp32 elsewhere")
 
-# --pseudo-tag-weights (mtt.tag_trust)
+# --pseudo-tag-weights (mtt.training.teacher_trust)
 TAG_TRUST_MODES = ("none", "teacher_valid_auc")
 
 # --select-by: the validation score that picks the kept epoch and counts the patience

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mtt.datasets import DatasetError
 from mtt.datasets.table import TrackTable, check_unique_ids
-from mtt.tags import MSD_TOP50
+from mtt.datasets.vocabulary import MSD_TOP50
 
 
 TRACK_METADATA = "track_metadata.db"

@@ -1,4 +1,4 @@
-"""MagnaTagATune: `annotations_final.csv`, tab-separated (read with `mtt.tsv`) with `clip_id`, one
+"""MagnaTagATune: `annotations_final.csv`, tab-separated (read with `mtt.formats.tsv_dialect`) with `clip_id`, one
 0/1 column per tag and `mp3_path` (relative to the audio root, e.g.
 `f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3`). The file wraps
 every field in double quotes: they are taken off the header, `clip_id` and `mp3_path`, and a tag

@@ -1,6 +1,6 @@
 """MTG-Jamendo: `autotagging*.tsv`, tab-separated `TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS...`
 with one tag per trailing column (e.g. `genre---rock`, `mood/theme---happy`), read line by line
-with `mtt.tsv.tsv_lines` (rows are wider than the header). PATH is relative to the audio root.
+with `mtt.formats.tsv_dialect.tsv_lines` (rows are wider than the header). PATH is relative to the audio root.
 The vocabulary defaults to every tag in the file, most frequent first.
 """
 from pathlib import Path
@@ -9,7 +9,7 @@ import numpy as np
 
 from mtt.datasets import DatasetError
 from mtt.datasets.table import TrackTable, check_unique_ids, choose_vocabulary, label_matrix
-from mtt.tsv import TsvError, tsv_lines
+from mtt.formats.tsv_dialect import TsvError, tsv_lines
 
 HEADER = ["TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION"]
 

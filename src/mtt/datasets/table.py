@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mtt.datasets import DatasetError
-from mtt.tsv import TsvError, read_tsv
+from mtt.formats.tsv_dialect import TsvError, read_tsv
 
 
 def check_npy_size(path, f, shape, dtype, ndim=None, expected=None):
@@ -138,7 +138,7 @@ def label_matrix(tag_lists, vocab) -> np.ndarray:
 
 
 def read_tab_table(path):
-    """A table in the dialect of `mtt.tsv` (every row as wide as the header), every cell a
+    """A table in the dialect of `mtt.formats.tsv_dialect` (every row as wide as the header), every cell a
     string; clear errors naming the file (and the line)."""
     path = Path(path)
     if not path.is_file():

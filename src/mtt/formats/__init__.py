@@ -6,5 +6,5 @@ checks (docs/FORMATS.md has one section per module).
 - `pseudo_labels`: `mtt pseudo-label`'s HDF5 soft labels of one shard's songs
 - `evaluation`: `mtt evaluate`'s folder: metrics.json, per_tag.tsv, predictions.h5
 
-Tables are read with `mtt.tsv`, checkpoints written and read by `mtt.checkpoint`.
+Tables are read with `mtt.formats.tsv_dialect`, checkpoints written and read by `mtt.checkpoint`.
 """

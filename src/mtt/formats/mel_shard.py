@@ -3,7 +3,7 @@ the failures TSV written beside each.
 
 `ShardWriter` appends songs in call order; `read_index` checks a shard and returns its small
 index (track IDs, frame offsets); `open_mel` opens its `mel` dataset for reading slices.
-`mtt.mel_store.MelStore` reads crops and songs from many shards with these.
+`mtt.formats.mel_store.MelStore` reads crops and songs from many shards with these.
 """
 import hashlib
 from pathlib import Path

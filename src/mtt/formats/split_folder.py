@@ -2,9 +2,9 @@
 
     DIR/{train,valid,test,student,none}.tsv  columns track_id, artist_id, path, tags (';'-joined)
     DIR/tags.txt                             the vocabulary, one tag per line, model output order
-    DIR/report.json                          sizes, per-tag positive rates, MAD (`mtt.split`)
+    DIR/report.json                          sizes, per-tag positive rates, MAD (`mtt.prepare.split`)
 
-The TSVs are in the one dialect of `mtt.tsv` (no quoting: a value with a tab or line break is
+The TSVs are in the one dialect of `mtt.formats.tsv_dialect` (no quoting: a value with a tab or line break is
 refused when writing). `mtt preprocess` reads a set's TSV for its `track_id` and `path`,
 `mtt train` / `mtt evaluate` its labels (`read_split`), and every command that takes `--tags`
 reads tags.txt (`read_tag_list`, as `mtt split --tag-list` reads a vocabulary).
@@ -17,7 +17,7 @@ import pandas as pd
 from mtt.atomic import atomic_dir
 from mtt.config import SPLIT_SETS
 from mtt.datasets import DatasetError
-from mtt.tsv import read_tsv
+from mtt.formats.tsv_dialect import read_tsv
 
 SETS = SPLIT_SETS
 LABELED_SETS = ("train", "valid", "test")

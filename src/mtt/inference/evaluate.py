@@ -1,6 +1,6 @@
 """`mtt evaluate`: song-level metrics of a checkpoint on a split, with bootstrap intervals.
 
-Writes the evaluation folder (`mtt.formats.evaluation`): `metrics.json` (macro ROC-AUC and PR-AUC
+Writes the evaluation folder (`mtt.formats.evaluation_folder`): `metrics.json` (macro ROC-AUC and PR-AUC
 with 95% intervals over songs, per-tag values, the tags left out of the macro averages because
 the split has no positive or no negative song for them, also named on stderr), `per_tag.tsv`, and
 `predictions.h5` (track_id, probs, labels) for later analysis.
@@ -12,9 +12,9 @@ from pathlib import Path
 from ..checks import keep_output, nonnegative_int, output_folder, refuse_non_finite
 from ..checkpoint import load_checkpoint
 from ..training.data import keep_stored
-from ..formats.evaluation import write_evaluation
+from ..formats.evaluation_folder import write_evaluation
 from ..formats.split_folder import read_split, read_tag_list
-from ..mel_store import MelStore
+from ..formats.mel_store import MelStore
 from ..metrics import tagging_report
 from .device import resolve_device, select_precision, set_threads
 from .songs import add_prediction_arguments, checkpoint_frames, predict_songs

@@ -1,7 +1,7 @@
 """`mtt pseudo-label`: a teacher's song-level soft labels for every song of one mel shard.
 
 One job per shard, so the unlabeled set can be labeled by many jobs at once. Output: a
-pseudo-label shard (`mtt.formats.pseudo_labels`), written under a temporary name and renamed
+pseudo-label shard (`mtt.formats.pseudo_label_shard`), written under a temporary name and renamed
 when complete. An existing output is left untouched.
 """
 import argparse
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ..checkpoint import load_checkpoint
 from ..checks import keep_output, output_file, refuse_non_finite
-from ..formats.pseudo_labels import write_pseudo_labels
-from ..mel_store import MelStore
+from ..formats.pseudo_label_shard import write_pseudo_labels
+from ..formats.mel_store import MelStore
 from .device import resolve_device, select_precision, set_threads
 from .songs import add_prediction_arguments, checkpoint_frames, predict_songs
 

@@ -9,7 +9,7 @@ it is. Several GPUs: start with `torchrun`.
 
 Noisy student (`--pseudo-labels`): every batch holds labeled and pseudo-labeled crops
 (`--labeled-ratio`), loss = BCE(labeled) + `--pseudo-weight` * BCE(pseudo-labeled), and the
-student's inputs are noised in the mel domain (`mtt.noise`) while dropout / stochastic depth noise
+student's inputs are noised in the mel domain (`mtt.training.noise`) while dropout / stochastic depth noise
 the model (`mtt.training.objective`).
 
 The options of a run are `TrainConfig` (`mtt.config`); the files are `TrainFiles`.

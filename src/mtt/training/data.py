@@ -11,11 +11,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint
-from ..formats.pseudo_labels import read_pseudo_labels
+from ..formats.pseudo_label_shard import read_pseudo_labels
 from ..formats.split_folder import read_split
-from ..mel_store import MelStore
+from ..formats.mel_store import MelStore
 from ..inference.device import inference_model
-from ..tag_trust import teacher_tag_weights
+from .teacher_trust import teacher_tag_weights
 from ..config import TrainConfig
 from .batches import CropDataset, EpochBatchPlan
 from .processes import Processes

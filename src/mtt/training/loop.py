@@ -16,7 +16,7 @@ from ..formats.split_folder import read_tag_list
 from ..inference.device import channels_last_faster, resolve_device, select_precision, set_threads
 from ..inference.songs import crop_frames
 from ..models import build_model, to_channels_last
-from ..noise import MelNoise
+from .noise import MelNoise
 from . import resume
 from .data import build_data
 from .objective import choose_objective

@@ -1,10 +1,10 @@
 """What a training step minimises, chosen once per run: a teacher's `SupervisedObjective` or a
 noisy student's `NoisyStudentObjective`. Each turns a batch (mels, targets, sources) into the
-loss, noising the inputs (`mtt.noise`) and, for a student, making the pseudo-label targets."""
+loss, noising the inputs (`mtt.training.noise`) and, for a student, making the pseudo-label targets."""
 import torch
 import torch.nn.functional as F
 
-from ..noise import MelNoise
+from .noise import MelNoise
 from ..inference.device import autocast
 from ..config import TrainConfig
 from .batches import LABELED

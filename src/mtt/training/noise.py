@@ -22,8 +22,8 @@ import torch
 import torchaudio
 from torch import nn
 
-from .config.choices import EXTRA_KINDS, NOISE_KINDS, PAPER, STRETCH
-from .frontend import (DB_FLOOR, F_MAX, F_MIN, HOP_LENGTH, N_FFT, N_MELS, POWER_FLOOR,
+from ..config.choices import EXTRA_KINDS, NOISE_KINDS, PAPER, STRETCH
+from ..frontend import (DB_FLOOR, F_MAX, F_MIN, HOP_LENGTH, N_FFT, N_MELS, POWER_FLOOR,
                        SAMPLE_RATE)
 
 # Each transform is two halves: `draw_*` takes its random parameters from the numpy generator on

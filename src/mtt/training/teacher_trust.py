@@ -12,8 +12,8 @@ positive and negative validation songs cannot be judged and keeps weight 1.
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from .checkpoint import load_checkpoint
-from .inference.songs import checkpoint_frames, predict_songs
+from ..checkpoint import load_checkpoint
+from ..inference.songs import checkpoint_frames, predict_songs
 
 
 def teacher_tag_weights(checkpoint, tags, store, track_ids, labels, device, chunks,

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .checks import nonnegative_int, output_file
-from .atomic import atomic_path
-from .checkpoint import read_checkpoint_meta
-from .config import FAMILIES
-from .formats.evaluation import read_metrics, read_predictions
-from .metrics import paired_difference
+from ..checks import nonnegative_int, output_file
+from ..atomic import atomic_path
+from ..checkpoint import read_checkpoint_meta
+from ..config import FAMILIES
+from ..formats.evaluation_folder import read_metrics, read_predictions
+from ..metrics import paired_difference
 
 SUMMARY_COLUMNS = [
     "model", "family", "method", "round",

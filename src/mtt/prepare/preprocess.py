@@ -28,7 +28,7 @@ from mtt.audio import AudioError, load_audio
 from mtt.formats.mel_shard import (ShardWriter, shard_attributes, source_fingerprint,
                                    stored_fingerprint, write_failures)
 from mtt.frontend import N_MELS, SAMPLE_RATE, LogMel, num_frames
-from mtt.tsv import TsvError, read_tsv
+from mtt.formats.tsv_dialect import TsvError, read_tsv
 
 
 class UsageError(Exception):

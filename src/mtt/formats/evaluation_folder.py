@@ -18,7 +18,7 @@ import pandas as pd
 
 from mtt.atomic import atomic_path
 from mtt.formats.hdf5 import checked_dataset
-from mtt.tsv import read_tsv
+from mtt.formats.tsv_dialect import read_tsv
 
 PER_TAG_COLUMNS = ["tag", "roc_auc", "pr_auc", "positives"]
 MACRO_METRICS = ("roc_auc", "pr_auc")

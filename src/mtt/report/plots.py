@@ -22,11 +22,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
-from .checks import output_folder
-from .atomic import atomic_path  # noqa: E402
-from .formats.evaluation import read_per_tag, read_predictions  # noqa: E402
-from .formats.split_folder import LABELED_SETS, SETS, read_tag_list  # noqa: E402
-from .tsv import read_tsv_chunks  # noqa: E402
+from ..checks import output_folder
+from ..atomic import atomic_path  # noqa: E402
+from ..formats.evaluation_folder import read_per_tag, read_predictions  # noqa: E402
+from ..formats.split_folder import LABELED_SETS, SETS, read_tag_list  # noqa: E402
+from ..formats.tsv_dialect import read_tsv_chunks  # noqa: E402
 
 FIGURES = ["per_tag_roc_auc", "per_tag_pr_auc", "pr_curves", "training_curves",
            "split_statistics"]

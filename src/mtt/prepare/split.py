@@ -2,7 +2,7 @@
 of a published split.
 
 Labeled tracks (at least one vocabulary tag) are split by artist into train/valid/test (see
-`mtt.stratify`). Unlabeled tracks by artists of the labeled sets go to `none` (all labeled sets by
+`mtt.prepare.stratify`). Unlabeled tracks by artists of the labeled sets go to `none` (all labeled sets by
 default, or train only with `--exclude-artists train`); every other unlabeled track goes to
 `student`. Output folder (`mtt.formats.split_folder`; docs/SPLITS.md):
   {train,valid,test,student,none}.tsv  columns track_id, artist_id, path, tags (';'-joined)
@@ -21,8 +21,8 @@ from mtt.datasets import (FORMATS, SPLIT_OPTIONS, DatasetError, format_options, 
                           load_tracks, split_formats)
 from mtt.datasets.table import TrackTable, check_npy_size, join_tags, read_npy_header
 from mtt.formats.split_folder import LABELED_SETS, SETS, read_tag_list, write_split_folder
-from mtt.stratify import positive_rate_mad, stratified_split
-from mtt.tags import MSD_TOP50
+from mtt.prepare.stratify import positive_rate_mad, stratified_split
+from mtt.datasets.vocabulary import MSD_TOP50
 
 # The argparse type of a numeric option's JSON schema, by (type, minimum).
 NUMBER_TYPES = {("integer", 0): nonnegative_int, ("integer", 1): positive_int,
