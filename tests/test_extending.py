@@ -1,6 +1,7 @@
 """docs/EXTENDING.md, proven: a model family is one model file plus one registry line. A copy of
-the project gets a toy family that way, and the copy's `mtt` builds it and its workflow plans a
-toy teacher and a toy student, grouped in the toy family."""
+the project gets a toy family that way, and the copy's `mtt` builds it, saves and loads its
+checkpoint and scores with it, and its workflow plans a toy teacher and a toy student, grouped
+in the toy family."""
 import json
 import re
 import shutil
@@ -14,14 +15,23 @@ from torch import nn
 
 
 class ToyTagger(nn.Module):
+    kind = "toy"
+    default_crop_seconds = 2.0
+
     def __init__(self, n_tags=50, channels=4, n_mels=128):
         super().__init__()
         self.config = dict(n_tags=n_tags, channels=channels, n_mels=n_mels)
         self.conv = nn.Conv2d(1, channels, 3, padding=1)
-        self.head = nn.Linear(channels, n_tags)
+        self.linear = nn.Linear(channels, n_tags)
 
-    def forward(self, mel):  # (batch, n_mels, frames) -> (batch, n_tags) logits
-        return self.head(self.conv(mel.unsqueeze(1)).relu().mean(dim=(2, 3)))
+    def embed(self, mel):  # (batch, n_mels, frames) -> (batch, channels)
+        return self.conv(mel.unsqueeze(1)).relu().mean(dim=(2, 3))
+
+    def head(self, embedding):  # -> (batch, n_tags) logits
+        return self.linear(embedding)
+
+    def forward(self, mel):
+        return self.head(self.embed(mel))
 '''
 TOY_LINE = '    "toy": Family("toy", "ToyTagger", "Toy tagger", {"conv_channels": "channels"}),\n'
 TOY_CONFIG = """
@@ -58,9 +68,14 @@ def test_a_new_family_is_one_model_file_and_one_registry_line(tmp_path):
          "config = TrainConfig(model='toy', conv_channels=3)\n"
          "config.check(student=False)\n"
          "model = build_model(config.model, 5, **config.model_config())\n"
-         "print(tuple(model(torch.zeros(2, 128, 40)).shape), model.config['channels'])"],
+         "from mtt.checkpoint import load_checkpoint, save_checkpoint\n"
+         "from mtt.inference.songs import crop_frames, features\n"
+         "save_checkpoint('toy.ckpt', model, list('abcde'))\n"
+         "loaded, info = load_checkpoint('toy.ckpt')\n"
+         "emb, logits = features(loaded, torch.zeros(2, 128, crop_frames(loaded)))\n"
+         "print(tuple(logits.shape), tuple(emb.shape), info['kind'], crop_frames(loaded))"],
         capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert built.stdout.split() == ["(2,", "5)", "3"], built.stderr
+    assert built.stdout.split() == ["(2,", "5)", "(2,", "3)", "toy", "87"], built.stderr
 
     extra = tmp_path / "toy.yaml"
     extra.write_text(TOY_CONFIG)

@@ -47,8 +47,7 @@ def features(model, mel):
     """(embedding, logits) of a model on (batch, 128, frames) dB log-mel: the forward of every
     song prediction (the model's own forward is the head over the embedding)."""
     emb = model.embed(mel)
-    head = model.mlp_head if model.kind == "transformer" else model.dense2
-    return emb, head(emb)
+    return emb, model.head(emb)
 
 
 def crop_frames(model, crop_seconds: float | None = None) -> int:

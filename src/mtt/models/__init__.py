@@ -1,5 +1,11 @@
 """Model registry: `build_model(kind, n_tags, **config)`, a model of one of the families of
-`mtt.config.FAMILIES` (each family's class lives in its own file here)."""
+`mtt.config.FAMILIES` (each family's class lives in its own file here).
+
+What every family's model has (training, checkpoints and inference use nothing else):
+`kind` (its key in FAMILIES) and `default_crop_seconds` (class attributes), `config` (the
+constructor's keywords, n_tags included: a checkpoint rebuilds the model from it),
+`embed(mel)` ((batch, n_mels, frames) dB log-mel -> (batch, dim) song embedding) and
+`head(embedding)` (-> (batch, n_tags) logits); `forward(mel)` is `head(embed(mel))`."""
 import importlib
 
 import torch

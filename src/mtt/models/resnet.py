@@ -49,5 +49,8 @@ class ShortChunkResNet(nn.Module):
         x = x.amax(dim=(2, 3))  # frequency is 1 after seven halvings of 128; max over time
         return self.dropout(F.relu(self.bn(self.dense1(x))))
 
+    def head(self, embedding):
+        return self.dense2(embedding)
+
     def forward(self, mel):
-        return self.dense2(self.embed(mel))
+        return self.head(self.embed(mel))

@@ -166,5 +166,8 @@ class MusicTaggingTransformer(nn.Module):
         x = self.dropout(x + self.pos_embedding[:, : x.shape[1]])
         return self.transformer(x)[:, 0]
 
+    def head(self, embedding):
+        return self.mlp_head(embedding)
+
     def forward(self, mel):
-        return self.mlp_head(self.embed(mel))
+        return self.head(self.embed(mel))
