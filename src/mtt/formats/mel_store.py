@@ -7,6 +7,7 @@ so a store can be handed to DataLoader workers (fork or spawn: it pickles withou
 files).
 """
 import os
+import sys
 from pathlib import Path
 
 import h5py
@@ -60,6 +61,15 @@ class MelStore:
 
     def __contains__(self, track_id) -> bool:
         return track_id in self._row
+
+    def keep_stored(self, track_ids, targets, what: str):
+        """(track_ids, targets) without the tracks that have no mel here (e.g. failed
+        decoding), saying how many on stderr; `what` names the tracks in that line."""
+        keep = np.array([t in self._row for t in track_ids], dtype=bool)
+        if not keep.all():
+            print(f"note: {int((~keep).sum())} of {len(track_ids)} {what} tracks have no stored "
+                  "mel; skipping them", file=sys.stderr)
+        return [t for t, k in zip(track_ids, keep) if k], targets[keep]
 
     def num_frames(self, track_id: str) -> int:
         row = self._lookup(track_id)

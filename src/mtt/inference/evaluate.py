@@ -11,7 +11,6 @@ from pathlib import Path
 
 from ..checks import keep_output, nonnegative_int, output_folder, refuse_non_finite
 from ..checkpoint import load_checkpoint
-from ..training.data import keep_stored
 from ..formats.evaluation_folder import write_evaluation
 from ..formats.split_folder import read_split, read_tag_list
 from ..formats.mel_store import MelStore
@@ -69,7 +68,7 @@ def evaluate(args) -> dict:
                          f"({len(info['tags'])} vs {len(tags)} tags, or another order)")
     model.to(device)
     store = MelStore(args.mels)
-    track_ids, labels = keep_stored(*read_split(args.tracks, tags), store, "evaluation")
+    track_ids, labels = store.keep_stored(*read_split(args.tracks, tags), "evaluation")
     if not track_ids:
         raise ValueError(f"{args.tracks}: no song has a stored mel in {list(map(str, args.mels))}")
     probs = predict_songs(model, store, track_ids, device, chunks=args.chunks,

@@ -3,7 +3,6 @@ the teacher's predictions under --label-blend), the validation songs, the pseudo
 the batch plan and its loader; for a student, what its teacher adds: per-tag trust in the
 pseudo-labels (a pass of the teacher over the validation songs) and the teacher that labels
 crops (--pseudo-targets crop / crop_noised)."""
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,16 +18,6 @@ from .teacher_trust import teacher_tag_weights
 from ..config import TrainConfig
 from .batches import CropDataset, EpochBatchPlan
 from .processes import Processes
-
-
-def keep_stored(track_ids, targets, store, what: str):
-    """Drop tracks that have no mel in `store` (e.g. failed decoding), saying how many."""
-    stored = set(store.track_ids)
-    keep = np.array([t in stored for t in track_ids], dtype=bool)
-    if not keep.all():
-        print(f"note: {int((~keep).sum())} of {len(track_ids)} {what} tracks have no stored mel; "
-              "skipping them", file=sys.stderr)
-    return [t for t, k in zip(track_ids, keep) if k], targets[keep]
 
 
 def teacher_predictions(paths, tags, track_ids) -> np.ndarray:
@@ -68,11 +57,11 @@ def build_data(config: TrainConfig, files, tags: list, frames: int, processes: P
                precision: str) -> TrainingData:
     device = processes.device
     store = MelStore(files.mels)
-    train_ids, train_labels = keep_stored(*read_split(files.train, tags), store, "train")
+    train_ids, train_labels = store.keep_stored(*read_split(files.train, tags), "train")
     if config.label_blend > 0:
         teacher = teacher_predictions(files.labeled_pseudo_labels, tags, train_ids)
         train_labels = (1 - config.label_blend) * train_labels + config.label_blend * teacher
-    valid_ids, valid_labels = keep_stored(*read_split(files.valid, tags), store, "valid")
+    valid_ids, valid_labels = store.keep_stored(*read_split(files.valid, tags), "valid")
     if not valid_ids:
         raise ValueError(f"{files.valid}: no validation song has a stored mel")
     pseudo = pseudo_labeled_songs(files, tags, store) if files.is_student else None
@@ -110,8 +99,8 @@ def pseudo_labeled_songs(files, tags: list, store: MelStore) -> tuple:
     """(their mel store, track IDs, the teacher's probabilities) of a student's pseudo-labeled
     songs that have a stored mel."""
     pseudo_store = MelStore(files.unlabeled_mels) if files.unlabeled_mels else store
-    pseudo_ids, pseudo_probs = keep_stored(*read_pseudo_labels(files.pseudo_labels, tags),
-                                           pseudo_store, "pseudo-labeled")
+    pseudo_ids, pseudo_probs = pseudo_store.keep_stored(
+        *read_pseudo_labels(files.pseudo_labels, tags), "pseudo-labeled")
     if not pseudo_ids:
         raise ValueError("no pseudo-labeled song has a stored mel; pass the unlabeled songs' "
                          "shards with --unlabeled-mels")
