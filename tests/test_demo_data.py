@@ -37,7 +37,7 @@ def test_msd_layout_and_schemas(demo):
     for track_id in track_ids:
         assert len(track_id) == 18 and track_id.startswith("TR") and track_id[2:].isalnum()
         assert (demo / "audio" / track_id[2] / track_id[3] / track_id[4] /
-                f"{track_id}.mp3").is_file()
+                f"{track_id}.flac").is_file()
     con = sqlite3.connect(demo / "lastfm_tags.db")
     tables = {r[0]: [c[1] for c in con.execute(f"PRAGMA table_info({r[0]})")]
               for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -50,12 +50,12 @@ def test_msd_layout_and_schemas(demo):
     assert not (demo / ".demo.partial").exists()
 
 
-def test_audio_decodes_as_22050_hz_mono_mp3(demo):
-    files = sorted((demo / "audio").rglob("*.mp3"))
+def test_audio_decodes_as_22050_hz_mono_flac(demo):
+    files = sorted((demo / "audio").rglob("*.flac"))
     assert len(files) == N_SONGS
     for path in files[:6]:
         info = soundfile.info(path)
-        assert (info.format, info.samplerate, info.channels) == ("MP3", 22050, 1)
+        assert (info.format, info.samplerate, info.channels) == ("FLAC", 22050, 1)
         wave, _ = soundfile.read(path, dtype="float32")
         assert abs(len(wave) / 22050 - SECONDS) < 0.2
         assert np.isfinite(wave).all() and 0.01 < np.sqrt(np.mean(wave ** 2)) < 0.7

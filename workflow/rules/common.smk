@@ -83,22 +83,29 @@ def stage_resources(stage, gpu=False):
     return resources
 
 
-def train_processes():
-    return config["resources"]["train"].get("processes", 1)
+def train_stage(stage="train"):
+    """The resources entry of a training rule: `train_student` for students where the config has
+    it (the demo trains its two students side by side, one thread each), else `train`."""
+    return stage if stage in config["resources"] else "train"
 
 
-def train_threads():
+def train_processes(stage="train"):
+    return config["resources"][train_stage(stage)].get("processes", 1)
+
+
+def train_threads(stage="train"):
     """CPU threads of a training job: `threads` for each of its processes."""
-    return config["resources"]["train"]["threads"] * train_processes()
+    return config["resources"][train_stage(stage)]["threads"] * train_processes(stage)
 
 
-def train_command():
-    """`mtt train`, or with `resources.train.processes` > 1 the same under torchrun (DDP, one
-    process per GPU or, on CPU, gloo); each process gets `resources.train.threads` threads."""
-    processes = train_processes()
+def train_command(stage="train"):
+    """`mtt train`, or with `processes` > 1 the same under torchrun (DDP, one process per GPU
+    or, on CPU, gloo); each process gets the stage's `threads` threads."""
+    processes = train_processes(stage)
     if processes == 1:
         return ["python", "-m", "mtt.cli", "train"]
-    return ["env", f"OMP_NUM_THREADS={config['resources']['train']['threads']}",
+    threads = config["resources"][train_stage(stage)]["threads"]
+    return ["env", f"OMP_NUM_THREADS={threads}",
             "torchrun", "--standalone", "--nproc-per-node", str(processes), "-m", "mtt.cli",
             "train"]
 
@@ -173,7 +180,7 @@ def split_settings():
     The demo is the MSD layout in its folder."""
     dataset = config["dataset"]
     if DEMO:
-        dataset = {**dataset, **{key: value if key == "format" else f"{demo_dir()}/{value}"
+        dataset = {**dataset, **{key: value if key in ("format", "audio_ext") else f"{demo_dir()}/{value}"
                                  for key, value in DEMO_SPLIT.items()}}
     official = "official_split" in dataset
     folder = [o for o in SPLIT_OPTIONS if o.name == "official_split" and official]

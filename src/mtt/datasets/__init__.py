@@ -112,7 +112,7 @@ FORMATS = {f.name: f for f in (
 )}
 
 # The demo's folder (`mtt demo-data`) holds the MSD layout: it is split as these options.
-DEMO_SPLIT = {"format": "msd", "track_metadata": "track_metadata.db",
+DEMO_SPLIT = {"format": "msd", "audio_ext": "flac", "track_metadata": "track_metadata.db",
               "lastfm_tags": "lastfm_tags.db", "tag_list": "tags.txt"}
 
 # Options of every format (`dataset:` keys and `mtt split` flags).

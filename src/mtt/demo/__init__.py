@@ -1,6 +1,6 @@
 """`mtt demo-data`: the embedded demo dataset, synthesized with numpy, in the MSD's own layout.
 
-    DIR/audio/<id[2]>/<id[3]>/<id[4]>/<track_id>.mp3   22,050 Hz mono MP3 (soundfile)
+    DIR/audio/<id[2]>/<id[3]>/<id[4]>/<track_id>.flac  22,050 Hz mono 16-bit FLAC (soundfile)
     DIR/track_metadata.db                              songs(...) as in the MSD
     DIR/lastfm_tags.db                                 tids(tid), tags(tag), tid_tag(tid, tag, val)
     DIR/tags.txt                                       the vocabulary (model output order)

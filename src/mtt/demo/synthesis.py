@@ -14,7 +14,8 @@
 mix (`master`: reverb, lo-fi wear, fades, level). All randomness comes from one generator seeded
 by the song's `render_seed`, drawn in that order, so a song sounds the same on every run.
 """
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal
@@ -37,7 +38,7 @@ def harmonic_tone(freq, n, bright, dark, bright_decay, dark_decay, attack=0.005,
     `bright`/`dark` are harmonic amplitude lists; decays are time constants in seconds (the dark
     one is ignored when `sustain`); vibrato is a relative depth at 5.5 Hz.
     """
-    t = np.arange(n, dtype=np.float32) / SAMPLE_RATE
+    t = _time(n)
     if vibrato:
         f = freq * (1 + vibrato * np.sin(2 * np.pi * 5.5 * t) * np.minimum(1, t / 0.3))
         phase = np.cumsum(f, dtype=np.float64) / SAMPLE_RATE
@@ -47,16 +48,33 @@ def harmonic_tone(freq, n, bright, dark, bright_decay, dark_decay, attack=0.005,
     out = np.zeros(n, dtype=np.float32)
     for amps, decay in ((bright, bright_decay), (dark, dark_decay)):
         table = _wavetable(freq, tuple(amps))
-        envelope = np.exp(-t / decay) if decay else np.ones(n, dtype=np.float32)
-        if sustain and amps is dark:
-            envelope = np.ones(n, dtype=np.float32)
-        out += table[index] * envelope
-    ramp = (np.minimum(1, t / attack)
+        if decay and not (sustain and amps is dark):
+            out += table[index] * _decay(n, decay)
+        else:  # a constant envelope: multiplying by ones changes nothing
+            out += table[index]
+    return (out * _ramp(n, attack, release)).astype(np.float32)
+
+
+# Notes of a song share few lengths and envelopes, so their time axes, decays and attack/release
+# ramps are computed once per worker (bounded caches; the values are exactly those computed inline).
+@functools.lru_cache(maxsize=256)
+def _time(n):
+    return np.arange(n, dtype=np.float32) / SAMPLE_RATE
+
+
+@functools.lru_cache(maxsize=512)
+def _decay(n, decay):
+    return np.exp(-_time(n) / decay)
+
+
+@functools.lru_cache(maxsize=512)
+def _ramp(n, attack, release):
+    return (np.minimum(1, _time(n) / attack)
             * np.minimum(1, (n - 1 - np.arange(n)) / (release * SAMPLE_RATE) + 1e-3))
-    return (out * ramp).astype(np.float32)
 
 
 _TABLES = {}
+_NOTES = {}
 
 
 def _wavetable(freq, amps):
@@ -82,10 +100,15 @@ PLUCK_DARK = tuple(1 / k ** 2 for k in range(1, 6))
 BASS = (1.0, 0.45, 0.18, 0.08)
 
 
-def note_samples(kind, note, seconds, cache):
-    """A cached note of one instrument."""
+def note_samples(kind, note, seconds, cache=None):
+    """A cached note of one instrument (`cache`: a dict; by default one shared by the songs this
+    process renders, emptied when it holds 2,048 notes, about 150 MB)."""
     n = max(16, int(seconds * SAMPLE_RATE))
     key = (kind, note, n)
+    if cache is None:
+        cache = _NOTES
+        if len(cache) >= 2048:
+            cache.clear()
     if key not in cache:
         f = float(midi_hz(note))
         if kind == "piano":
@@ -219,7 +242,6 @@ class Arrangement:
     scale: list  # MAJOR or MINOR
     chords: list  # scale degree of each bar's chord
     energy: float  # 1, or less for a mellow song
-    cache: dict = field(default_factory=dict)  # note_samples' notes of this song
 
     @property
     def n_bars(self) -> int:
@@ -280,7 +302,7 @@ def bass(song: Song, a: Arrangement, rng):
                 degree = a.chords[bar] + [0, 2, 4, 5][i % 4]
             note = a.root - 12 + a.scale[degree % 7] + 12 * (degree // 7)
             length = 4 if song.genre == "ambient" else 0.9 * (60 / song.bpm)
-            place(out, note_samples("bass", note, length, a.cache), (bar * 4 + b) * a.beat,
+            place(out, note_samples("bass", note, length), (bar * 4 + b) * a.beat,
                   0.8 * a.energy)
     return out
 
@@ -294,12 +316,12 @@ def piano(song: Song, a: Arrangement, rng):
         notes = a.chord_notes(a.chords[bar], 2, 4)
         if arpeggio:
             for k in range(8):
-                place(out, note_samples("piano", notes[k % 4], 1.2, a.cache),
+                place(out, note_samples("piano", notes[k % 4], 1.2),
                       (bar * 4 + k / 2) * a.beat, 0.35)
         else:
             for b in hits:
                 for note in notes:
-                    place(out, note_samples("piano", note, 1.6, a.cache),
+                    place(out, note_samples("piano", note, 1.6),
                           (bar * 4 + b) * a.beat + rng.normal(0, 40), 0.3 * a.energy)
     return out
 
@@ -316,7 +338,7 @@ def guitar(song: Song, a: Arrangement, rng):
             length = step * 0.8 * 60 / song.bpm
             for k in range(int(4 / step)):
                 for note in notes:
-                    place(out, note_samples("power", note, length, a.cache),
+                    place(out, note_samples("power", note, length),
                           (bar * 4 + k * step) * a.beat, 0.3)
         else:
             strums = {"reggae": [0.5, 1.5, 2.5, 3.5], "jazz": [0, 2]}.get(
@@ -325,7 +347,7 @@ def guitar(song: Song, a: Arrangement, rng):
             notes = a.chord_notes(a.chords[bar], 2, 3) + a.chord_notes(a.chords[bar], 3, 2)
             for b in strums:
                 for k, note in enumerate(notes):
-                    place(out, note_samples("pluck", note, length, a.cache),
+                    place(out, note_samples("pluck", note, length),
                           (bar * 4 + b) * a.beat + k * 0.012 * SAMPLE_RATE, 0.25 * a.energy)
     if distorted:
         drive = STYLE[song.genre]["drive"]
@@ -341,12 +363,12 @@ def synth(song: Song, a: Arrangement, rng):
         notes = a.chord_notes(a.chords[bar], 3, 3)
         if pad:
             for note in notes:
-                place(out, note_samples("pad", note, 4 * 60 / song.bpm + 0.4, a.cache),
+                place(out, note_samples("pad", note, 4 * 60 / song.bpm + 0.4),
                       bar * 4 * a.beat, 0.25)
         else:
             for k in range(16):
                 note = notes[k % 3] + (12 if k % 8 >= 4 else 0)
-                place(out, note_samples("synth", note, 0.22 * 60 / song.bpm, a.cache),
+                place(out, note_samples("synth", note, 0.22 * 60 / song.bpm),
                       (bar * 4 + k / 4) * a.beat, 0.22)
     if song.eighties:  # chorus: a slightly delayed, detuned-by-delay copy
         delay = int(0.018 * SAMPLE_RATE)
@@ -360,7 +382,7 @@ def strings(song: Song, a: Arrangement, rng):
     out = np.zeros(a.n, dtype=np.float32)
     for bar in range(a.n_bars):
         for note in a.chord_notes(a.chords[bar], 3, 3):
-            place(out, note_samples("strings", note, 4 * 60 / song.bpm + 0.2, a.cache),
+            place(out, note_samples("strings", note, 4 * 60 / song.bpm + 0.2),
                   bar * 4 * a.beat, 0.22)
     return out
 
