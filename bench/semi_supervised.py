@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from mtt.cli import main as mtt
+from mtt.datasets import DEMO_SPLIT
 from mtt.demo import TAGS, make_catalogue, observe_all
 from mtt.formats.evaluation_folder import read_predictions
 from mtt.report.summarize import paired_report
@@ -181,7 +182,8 @@ def prepare_demo(args, demo_seed: int) -> Path:
     if not (split / "tags.txt").exists():
         check(mtt(["split", "--format", "msd", "--track-metadata", str(raw / "track_metadata.db"),
                    "--lastfm-tags", str(raw / "lastfm_tags.db"), "--tag-list",
-                   str(raw / "tags.txt"), "--out", str(split), "--seed", "0",
+                   str(raw / "tags.txt"), "--audio-ext", DEMO_SPLIT["audio_ext"],
+                   "--out", str(split), "--seed", "0",
                    "--fractions", *map(str, fractions)]), "split")
     for name in SPLITS:
         out = root / "mels" / f"{name}.h5"

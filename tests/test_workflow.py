@@ -98,10 +98,17 @@ def test_previous_demo_config_plans_its_recipe(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_demo_trains_every_model_to_early_stopping_by_the_same_rule(tmp_path):
-    """Teacher, KD and KE: the same epoch limit, patience and kept-epoch rule."""
+def test_default_demo_trains_every_model_by_the_same_rule(tmp_path):
+    """Teacher, KD and KE: the same epoch limit, patience and kept-epoch rule; the students
+    noised by the paper's chain; one thread a job, so the students train side by side."""
     result = snakemake("-n", "-p", "--cores", "2", workdir=tmp_path)
-    assert result.stdout.count("--max-epochs 80 --patience 8 --select-by valid_auc") == 3
+    assert result.stdout.count("--max-epochs 20 --patience 4 --select-by valid_auc") == 3
+    trains = [line for line in result.stdout.splitlines() if "mtt.cli train " in line]
+    students = [line for line in trains if "--pseudo-labels" in line]
+    assert len(trains) == 3 and len(students) == 2
+    assert all("--threads 1 " in line and "--noise paper " in line for line in students)
+    teacher, = set(trains) - set(students)
+    assert "--threads 1 " in teacher and "--noise specaugment,gain,mixup,shift " in teacher
     assert "--songs 6000 --seconds 5" in result.stdout
     assert "--fractions 0.0625 0.25 0.6875" in result.stdout
 

@@ -83,29 +83,22 @@ def stage_resources(stage, gpu=False):
     return resources
 
 
-def train_stage(stage="train"):
-    """The resources entry of a training rule: `train_student` for students where the config has
-    it (the demo trains its two students side by side, one thread each), else `train`."""
-    return stage if stage in config["resources"] else "train"
+def train_processes():
+    return config["resources"]["train"].get("processes", 1)
 
 
-def train_processes(stage="train"):
-    return config["resources"][train_stage(stage)].get("processes", 1)
-
-
-def train_threads(stage="train"):
+def train_threads():
     """CPU threads of a training job: `threads` for each of its processes."""
-    return config["resources"][train_stage(stage)]["threads"] * train_processes(stage)
+    return config["resources"]["train"]["threads"] * train_processes()
 
 
-def train_command(stage="train"):
-    """`mtt train`, or with `processes` > 1 the same under torchrun (DDP, one process per GPU
-    or, on CPU, gloo); each process gets the stage's `threads` threads."""
-    processes = train_processes(stage)
+def train_command():
+    """`mtt train`, or with `resources.train.processes` > 1 the same under torchrun (DDP, one
+    process per GPU or, on CPU, gloo); each process gets `resources.train.threads` threads."""
+    processes = train_processes()
     if processes == 1:
         return ["python", "-m", "mtt.cli", "train"]
-    threads = config["resources"][train_stage(stage)]["threads"]
-    return ["env", f"OMP_NUM_THREADS={threads}",
+    return ["env", f"OMP_NUM_THREADS={config['resources']['train']['threads']}",
             "torchrun", "--standalone", "--nproc-per-node", str(processes), "-m", "mtt.cli",
             "train"]
 
@@ -180,7 +173,8 @@ def split_settings():
     The demo is the MSD layout in its folder."""
     dataset = config["dataset"]
     if DEMO:
-        dataset = {**dataset, **{key: value if key in ("format", "audio_ext") else f"{demo_dir()}/{value}"
+        settings = ("format", "audio_ext")  # the rest are the demo's files
+        dataset = {**dataset, **{key: value if key in settings else f"{demo_dir()}/{value}"
                                  for key, value in DEMO_SPLIT.items()}}
     official = "official_split" in dataset
     folder = [o for o in SPLIT_OPTIONS if o.name == "official_split" and official]

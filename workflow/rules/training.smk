@@ -98,15 +98,15 @@ rule train_student:
         options=student_train_options,
         device=config["device"],
         precision=config["precision"],
-        command=train_command("train_student"),
-        threads=config["resources"][train_stage("train_student")]["threads"],
+        command=train_command(),
+        threads=config["resources"]["train"]["threads"],
     log:
         log_path("train_student", "{student}"),
     benchmark:
         benchmark_path("train_student", "{student}")
-    threads: train_threads("train_student")
+    threads: train_threads()
     resources:
-        **stage_resources(train_stage("train_student"), gpu=True),
+        **stage_resources("train", gpu=True),
     retries: config["retries"]
     conda:
         "../../envs/mtt.yaml"
