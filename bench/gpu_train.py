@@ -30,6 +30,7 @@ import torch
 from mtt.config import TrainConfig
 from mtt.training.command import TrainFiles, Trainer, add_arguments
 from mtt.cli import main as mtt
+from mtt.datasets import DEMO_SPLIT
 from mtt.frontend import seconds_to_frames
 from mtt.models import build_model, to_channels_last
 from mtt.inference.device import autocast, channels_last_faster, resolve_device, select_precision
@@ -128,7 +129,7 @@ def main():
     check(mtt(["demo-data", "--out", str(raw), *size, "--seed", "0"]), "demo-data")
     check(mtt(["split", "--format", "msd", "--track-metadata", str(raw / "track_metadata.db"),
                "--lastfm-tags", str(raw / "lastfm_tags.db"), "--tag-list", str(raw / "tags.txt"),
-               "--out", str(split)]), "split")
+               "--audio-ext", DEMO_SPLIT["audio_ext"], "--out", str(split)]), "split")
     for name in ("train", "valid"):
         check(mtt(["preprocess", "--audio-root", str(raw / "audio"), "--tracks",
                    str(split / f"{name}.tsv"), "--out", str(mels / f"{name}.h5"), "--failures",

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from mtt.cli import main as mtt
+from mtt.datasets import DEMO_SPLIT
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -80,7 +81,8 @@ def prepare(args) -> Path:
     if not (split / "tags.txt").exists():
         check(mtt(["split", "--format", "msd", "--track-metadata", str(raw / "track_metadata.db"),
                    "--lastfm-tags", str(raw / "lastfm_tags.db"), "--tag-list", str(raw / "tags.txt"),
-                   "--out", str(split), "--seed", "0", "--fractions", *map(str, args.fractions)]),
+                   "--audio-ext", DEMO_SPLIT["audio_ext"], "--out", str(split), "--seed", "0",
+                   "--fractions", *map(str, args.fractions)]),
               "split")
     for name in ("train", "valid"):
         if not (mels / f"{name}.h5").exists():

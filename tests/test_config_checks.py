@@ -97,6 +97,8 @@ def test_a_plan_takes_each_models_family_and_method_from_its_entries():
      "noisy_student > students > kd_round2: a key ending _round<N> would read as a later round"),
     ("teachers:\n  student_kd: {model: resnet}\n",
      "teachers > student_kd: the name of a student model"),
+    ("dataset:\n  format: demo\n  audio_ext: wav\n",
+     "dataset > audio_ext: the demo writes its own audio (flac); audio_ext is for format msd"),
 ])
 def test_check_workflow_config_names_the_key_and_the_reason(extra, message):
     with pytest.raises(ConfigError) as err:

@@ -121,7 +121,8 @@ def test_msd_split_runs_on_the_demo_data(tmp_path):
     split = tmp_path / "split"
     assert cli.main(["split", "--format", "msd", "--track-metadata",
                      str(out / "track_metadata.db"), "--lastfm-tags", str(out / "lastfm_tags.db"),
-                     "--tag-list", str(out / "tags.txt"), "--out", str(split)]) == 0
+                     "--tag-list", str(out / "tags.txt"), "--audio-ext", "flac",
+                     "--out", str(split)]) == 0
     sizes = {s: len(read_split_table(split / f"{s}.tsv"))
              for s in ("train", "valid", "test", "student", "none")}
     assert sum(sizes.values()) == SIZES["small"]["songs"]
@@ -151,3 +152,38 @@ def test_observe_all_labels_every_artist_with_the_same_noise():
     precision = sum(g in truth[t] for t, g in pairs) / len(pairs)
     assert 0.7 < precision < 0.99  # as noisy as the labeled songs' tags
     assert observe_all(songs, artists, seed=0) == observed  # deterministic
+
+
+def test_labeled_part_and_its_rest_are_the_whole_dataset(demo, tmp_path):
+    """`--part labeled` then `--rest-of`: the same tables, and a rest folder whose audio/ holds
+    every song (the unlabeled ones rendered, links to the labeled part for the others) with the
+    bytes of the one-step dataset; the labeled part holds exactly the songs with a tag."""
+    labeled, rest = tmp_path / "labeled", tmp_path / "rest"
+    assert cli.main(["demo-data", "--out", str(labeled), "--songs", str(N_SONGS), "--seconds",
+                     str(SECONDS), "--seed", "7", "--workers", "1", "--part", "labeled"]) == 0
+    assert cli.main(["demo-data", "--rest-of", str(labeled), "--out", str(rest),
+                     "--workers", "2"]) == 0
+    for name in ("track_metadata.db", "lastfm_tags.db", "tags.txt", "true_tags.tsv"):
+        assert (labeled / name).read_bytes() == (demo / name).read_bytes(), name
+
+    def files(root):
+        return {p.relative_to(root): p for p in (root / "audio").rglob("*.flac")}
+    whole, parts, linked = files(demo), files(rest), files(labeled)
+    assert parts.keys() == whole.keys()
+    assert all(parts[k].read_bytes() == whole[k].read_bytes() for k in whole)
+    assert {k for k, p in parts.items() if p.is_symlink()} == linked.keys()
+    con = sqlite3.connect(labeled / "lastfm_tags.db")
+    tagged = {t for (t,) in con.execute(
+        "SELECT DISTINCT tids.tid FROM tid_tag JOIN tids ON tid_tag.tid = tids.rowid "
+        "JOIN tags ON tid_tag.tag = tags.rowid WHERE tags.tag IN (%s)" % ",".join("?" * len(TAGS)),
+        TAGS)}
+    con.close()
+    assert {p.stem for p in linked.values()} == tagged and 0 < len(tagged) < N_SONGS
+    # the rest folder moves with its results folder: the links are relative
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    labeled.rename(moved / "labeled")
+    rest.rename(moved / "rest")
+    assert all(p.read_bytes() for p in files(moved / "rest").values())
+    assert cli.main(["demo-data", "--rest-of", str(tmp_path / "nothing"), "--out",
+                     str(tmp_path / "r2")]) == 2

@@ -28,12 +28,12 @@ def test_tiny_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     rules = {p.parts[p.parts.index("slurm_logs") + 1] for p in slurm_logs}
     assert {"rule_demo_data", "rule_build_splits", "rule_preprocess_mel", "rule_train_teacher",
             "rule_pseudo_label", "rule_train_student", "rule_evaluate"} <= rules, rules
-    assert len(slurm_logs) == 16  # every job except the local rules summarize, report, all
+    assert len(slurm_logs) == 17  # every job except the local rules summarize, report, all
 
     # the GPU stages asked SLURM for the node's GPU, the others did not
     gpus = {rule: ["TresPerJob=gres:gpu:1" in record for record in records]
             for rule, records in slurm_jobs().items()}
     for rule in ("train_teacher", "train_student", "pseudo_label", "evaluate"):
         assert gpus[rule] and all(gpus[rule]), (rule, gpus)
-    for rule in ("demo_data", "build_splits", "preprocess_mel"):
+    for rule in ("demo_data", "demo_unlabeled_audio", "build_splits", "preprocess_mel"):
         assert gpus[rule] and not any(gpus[rule]), (rule, gpus)

@@ -37,7 +37,8 @@ FAMILY_TEACHERS = {"student_kd": "teacher", "student_ke": "teacher",
 def test_default_config_plans_the_whole_demo_pipeline(tmp_path):
     result = snakemake("-n", "--cores", "2", workdir=tmp_path)
     assert planned_jobs(result.stdout) == {
-        "demo_data": 1, "build_splits": 1, "preprocess_mel": 5, "train_teacher": 1,
+        "demo_data": 1, "demo_unlabeled_audio": 1, "build_splits": 1, "preprocess_mel": 5,
+        "train_teacher": 1,
         "pseudo_label": 2, "train_student": 2, "evaluate": 3, "summarize": 1, "report": 1,
         "all": 1,
     }

@@ -87,14 +87,13 @@ def test_a_project_folder_with_shell_characters_runs_as_is(tmp_path):
 
 # Each key of the dataset, split and preprocess sections that applies to the demo, a new value
 # for it, and the rules that must be planned again after it changes (up to the mel shards).
-DEMO = {"demo_data", "build_splits", "preprocess_mel"}
+DEMO = {"demo_data", "demo_unlabeled_audio", "build_splits", "preprocess_mel"}
 SPLIT = {"build_splits", "preprocess_mel"}
 CHANGES = [
     ("dataset", "demo_size", "small", DEMO),
     ("dataset", "demo_seed", 1, DEMO),
     ("dataset", "demo_songs", 401, DEMO),
     ("dataset", "demo_seconds", 2, DEMO),
-    ("dataset", "audio_ext", "wav", SPLIT),
     ("dataset", "top_tags", 2, SPLIT),
     ("dataset", "min_positives", 3, SPLIT),
     ("split", "fractions", [0.4, 0.3, 0.3], SPLIT),

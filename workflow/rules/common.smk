@@ -164,7 +164,13 @@ def one_of(names):
 
 
 def demo_dir():
+    """The demo's tables and its labeled songs' audio (`mtt demo-data --part labeled`)."""
     return f"{RESULTS}/data/demo"
+
+
+def demo_rest_dir():
+    """The demo's whole collection: the unlabeled songs' audio and links to the labeled ones'."""
+    return f"{RESULTS}/data/demo_unlabeled"
 
 
 def split_settings():
@@ -201,13 +207,18 @@ def split_options(wildcards):
 
 
 def audio_inputs(wildcards):
-    """The demo is a workflow output; real audio is read in place, untracked."""
-    return {"demo": demo_dir()} if DEMO else {}
+    """The demo is a workflow output (the student set's songs in its second part, so the labeled
+    sets and the teacher need not wait for it); real audio is read in place, untracked."""
+    if not DEMO:
+        return {}
+    return {"demo": demo_rest_dir() if wildcards.split == "student" else demo_dir()}
 
 
 def audio_root(wildcards):
     """A function of the config only (not of `input`): a new audio_root replans preprocess."""
-    return str(Path(demo_dir()) / "audio") if DEMO else str(config["dataset"]["audio_root"])
+    if not DEMO:
+        return str(config["dataset"]["audio_root"])
+    return str(Path(audio_inputs(wildcards)["demo"]) / "audio")
 
 
 def shard_index(wildcards):

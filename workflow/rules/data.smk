@@ -21,7 +21,29 @@ rule demo_data:
     conda:
         "../../envs/mtt.yaml"
     shell:
-        "python -m mtt.cli demo-data --out {output:q} {params.size:q} --workers {threads}"
+        "python -m mtt.cli demo-data --out {output:q} {params.size:q} --part labeled"
+        " --workers {threads} > {log:q} 2>&1"
+
+
+# The unlabeled songs' audio, rendered on one core while the teacher trains on the other: only
+# the student set's preprocessing reads it (its folder links the labeled songs' files too).
+rule demo_unlabeled_audio:
+    input:
+        demo_dir(),
+    output:
+        directory(demo_rest_dir()),
+    log:
+        log_path("demo_unlabeled_audio"),
+    benchmark:
+        benchmark_path("demo_unlabeled_audio")
+    threads: 1
+    resources:
+        **stage_resources("demo_data"),
+    retries: config["retries"]
+    conda:
+        "../../envs/mtt.yaml"
+    shell:
+        "python -m mtt.cli demo-data --rest-of {input:q} --out {output:q} --workers {threads}"
         " > {log:q} 2>&1"
 
 
@@ -75,6 +97,7 @@ rule preprocess_mel:
     benchmark:
         benchmark_path("preprocess_mel", "{split}/{scatteritem}")
     threads: config["resources"]["preprocess_mel"]["threads"]
+    priority: 1  # before the demo's unlabeled audio, so the teacher starts as early as it can
     resources:
         **stage_resources("preprocess_mel"),
     retries: config["retries"]

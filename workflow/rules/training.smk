@@ -26,6 +26,7 @@ rule train_teacher:
     benchmark:
         benchmark_path("train_teacher", "{teacher}")
     threads: train_threads()
+    priority: 1  # before the demo's unlabeled audio (the students need both)
     resources:
         **stage_resources("train", gpu=True),
     retries: config["retries"]

@@ -190,6 +190,9 @@ def check_needs(dataset: DatasetFormat, given, official: bool) -> None:
 
 def config_problem(dataset: dict):
     """(key, reason) of what the schema cannot say about a `dataset:` section; None if fine."""
+    if dataset["format"] == "demo" and "audio_ext" in dataset:
+        return ("audio_ext", f"the demo writes its own audio ({DEMO_SPLIT['audio_ext']}); "
+                             "audio_ext is for format msd")
     if "official_split" not in dataset:
         return None
     if not FORMATS[dataset["format"]].official_split:

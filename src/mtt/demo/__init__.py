@@ -29,11 +29,11 @@ from mtt.checks import nonnegative_int, output_folder, positive_float, positive_
 from mtt.datasets import DEMO_SPLIT
 from mtt.demo.catalogue import TAGS, Song, make_catalogue
 from mtt.demo.labels import observe_all, observed_tags
-from mtt.demo.msd import write_audio, write_lastfm_tags, write_track_metadata
+from mtt.demo.msd import audio_path, write_audio, write_lastfm_tags, write_track_metadata
 from mtt.demo.synthesis import SAMPLE_RATE, render_song
 
 __all__ = ["SIZES", "TAGS", "Song", "make_catalogue", "observed_tags", "observe_all",
-           "render_song", "generate", "add_arguments", "run"]
+           "render_song", "generate", "generate_rest", "add_arguments", "run"]
 
 SIZES = {"default": {"songs": 2000, "seconds": 20.0}, "small": {"songs": 240, "seconds": 12.0}}
 
@@ -50,6 +50,14 @@ def add_arguments(parser):
     parser.add_argument("--seconds", type=positive_float, help="song length in s (overrides --size)")
     parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                         help="processes rendering audio (default: the CPU count)")
+    parser.add_argument("--part", choices=["all", "labeled"], default="all",
+                        help="labeled: the tables and only the audio of the songs with a tag of "
+                        "the vocabulary (all a teacher needs); --rest-of renders the others")
+    parser.add_argument("--rest-of", type=Path, metavar="DIR",
+                        help="render into --out the songs a `--part labeled` dataset in DIR left "
+                        "out, with links to DIR's audio for the others: --out/audio is then the "
+                        "whole collection (the settings are DIR's; --seed, --size, --songs and "
+                        "--seconds are not given)")
 
 
 def run(args) -> int:
@@ -62,15 +70,28 @@ def run(args) -> int:
                                                         and args.seconds < 1):
         print("mtt demo-data: error: --songs and --seconds must be at least 1", file=sys.stderr)
         return 2
+    if args.rest_of is not None:
+        if not (args.rest_of / "demo.json").is_file():
+            print(f"mtt demo-data: error: {args.rest_of}: not a demo dataset (no demo.json)",
+                  file=sys.stderr)
+            return 2
+        rendered = generate_rest(out, args.rest_of, workers=args.workers)
+        print(f"mtt demo-data: {rendered} songs rendered into {out}, the rest linked to "
+              f"{args.rest_of}", file=sys.stderr)
+        return 0
     summary = generate(out, seed=args.seed, size=args.size, workers=args.workers,
-                       n_songs=args.songs, seconds=args.seconds)
+                       n_songs=args.songs, seconds=args.seconds, part=args.part)
     print(f"mtt demo-data: {summary['songs']} songs by {summary['artists']} artists, "
-          f"{summary['labeled_songs']} labeled, in {out}", file=sys.stderr)
+          f"{summary['labeled_songs']} labeled, in {out}"
+          + (" (audio of the labeled songs only)" if args.part == "labeled" else ""),
+          file=sys.stderr)
     return 0
 
 
-def generate(out, seed=0, size="default", workers=2, n_songs=None, seconds=None) -> dict:
-    """Write the demo dataset to `out` (built in a temporary folder, renamed at the end)."""
+def generate(out, seed=0, size="default", workers=2, n_songs=None, seconds=None,
+             part="all") -> dict:
+    """Write the demo dataset to `out` (built in a temporary folder, renamed at the end);
+    part "labeled": the audio of the songs with a vocabulary tag only (`generate_rest`)."""
     out = Path(out)
     settings = dict(SIZES[size])
     if n_songs is not None:
@@ -79,26 +100,17 @@ def generate(out, seed=0, size="default", workers=2, n_songs=None, seconds=None)
         settings["seconds"] = float(seconds)
     artists, songs = make_catalogue(seed, settings["songs"])
     tag_rows = observed_tags(songs, artists, seed)
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    jobs = [(str(tmp), song, settings["seconds"]) for song in songs]
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for _ in pool.imap_unordered(write_audio, jobs, chunksize=4):
-                pass
-    else:
-        for job in jobs:
-            write_audio(job)
+    labeled = {t for t, tag, _ in tag_rows if tag in TAGS}
+    tmp = _fresh_partial(out)
+    render(tmp, [s for s in songs if part == "all" or s.track_id in labeled],
+           settings["seconds"], workers)
     # the files the workflow splits the demo from, as the dataset registry names them
     write_track_metadata(tmp / DEMO_SPLIT["track_metadata"], songs, artists, settings["seconds"],
                          seed)
     write_lastfm_tags(tmp / DEMO_SPLIT["lastfm_tags"], tag_rows)
     (tmp / DEMO_SPLIT["tag_list"]).write_text("".join(f"{t}\n" for t in TAGS), encoding="utf-8")
-    labeled = {t for t, tag, _ in tag_rows if tag in TAGS}
     summary = {"seed": seed, "size": size, "songs": len(songs), "artists": len(artists),
-               "seconds": settings["seconds"], "sample_rate": SAMPLE_RATE,
+               "seconds": settings["seconds"], "sample_rate": SAMPLE_RATE, "part": part,
                "tagged_artists": sum(a["tagged"] for a in artists),
                "labeled_songs": len(labeled), "tags": TAGS}
     (tmp / "demo.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
@@ -106,7 +118,55 @@ def generate(out, seed=0, size="default", workers=2, n_songs=None, seconds=None)
         "track_id\tartist_id\ttags\n" + "".join(
             f"{s.track_id}\t{artists[s.artist]['id']}\t{';'.join(s.true_tags())}\n"
             for s in songs), encoding="utf-8")
+    _replace(tmp, out)
+    return summary
+
+
+def generate_rest(out, labeled_dir, workers=2) -> int:
+    """Render into `out` the songs a `part="labeled"` dataset in `labeled_dir` left out, and link
+    its labeled songs' files, so `out/audio` holds the whole collection; the songs rendered."""
+    out, labeled_dir = Path(out), Path(labeled_dir)
+    meta = json.loads((labeled_dir / "demo.json").read_text(encoding="utf-8"))
+    artists, songs = make_catalogue(meta["seed"], meta["songs"])
+    labeled = {t for t, tag, _ in observed_tags(songs, artists, meta["seed"]) if tag in TAGS}
+    tmp = _fresh_partial(out)
+    rest = [s for s in songs if s.track_id not in labeled]
+    render(tmp, rest, meta["seconds"], workers)
+    for song in songs:
+        if song.track_id in labeled:
+            link = tmp / audio_path(song.track_id)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            target = (labeled_dir / audio_path(song.track_id)).resolve()
+            # relative, from where the link will lie once `out` is in place
+            final = (out.resolve() / audio_path(song.track_id)).parent
+            link.symlink_to(os.path.relpath(target, final))
+    (tmp / "demo.json").write_text(json.dumps({**meta, "part": "rest"}, indent=1) + "\n",
+                                   encoding="utf-8")
+    _replace(tmp, out)
+    return len(rest)
+
+
+def render(folder, songs, seconds, workers):
+    """Each song's audio file under `folder`, in `workers` processes."""
+    jobs = [(str(folder), song, seconds) for song in songs]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for _ in pool.imap_unordered(write_audio, jobs, chunksize=4):
+                pass
+    else:
+        for job in jobs:
+            write_audio(job)
+
+
+def _fresh_partial(out: Path) -> Path:
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _replace(tmp: Path, out: Path):
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    return summary
