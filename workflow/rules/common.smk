@@ -179,8 +179,9 @@ def split_settings():
     The demo is the MSD layout in its folder."""
     dataset = config["dataset"]
     if DEMO:
-        settings = ("format", "audio_ext")  # the rest are the demo's files
-        dataset = {**dataset, **{key: value if key in settings else f"{demo_dir()}/{value}"
+        msd = FORMATS[DEMO_SPLIT["format"]]
+        files = {o.name for o in (*SPLIT_OPTIONS, *msd.options) if o.tracked}
+        dataset = {**dataset, **{key: f"{demo_dir()}/{value}" if key in files else value
                                  for key, value in DEMO_SPLIT.items()}}
     official = "official_split" in dataset
     folder = [o for o in SPLIT_OPTIONS if o.name == "official_split" and official]

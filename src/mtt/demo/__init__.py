@@ -100,7 +100,7 @@ def generate(out, seed=0, size="default", workers=2, n_songs=None, seconds=None,
         settings["seconds"] = float(seconds)
     artists, songs = make_catalogue(seed, settings["songs"])
     tag_rows = observed_tags(songs, artists, seed)
-    labeled = {t for t, tag, _ in tag_rows if tag in TAGS}
+    labeled = labeled_songs(tag_rows)
     tmp = _fresh_partial(out)
     render(tmp, [s for s in songs if part == "all" or s.track_id in labeled],
            settings["seconds"], workers)
@@ -128,7 +128,7 @@ def generate_rest(out, labeled_dir, workers=2) -> int:
     out, labeled_dir = Path(out), Path(labeled_dir)
     meta = json.loads((labeled_dir / "demo.json").read_text(encoding="utf-8"))
     artists, songs = make_catalogue(meta["seed"], meta["songs"])
-    labeled = {t for t, tag, _ in observed_tags(songs, artists, meta["seed"]) if tag in TAGS}
+    labeled = labeled_songs(observed_tags(songs, artists, meta["seed"]))
     tmp = _fresh_partial(out)
     rest = [s for s in songs if s.track_id not in labeled]
     render(tmp, rest, meta["seconds"], workers)
@@ -144,6 +144,11 @@ def generate_rest(out, labeled_dir, workers=2) -> int:
                                    encoding="utf-8")
     _replace(tmp, out)
     return len(rest)
+
+
+def labeled_songs(tag_rows) -> set:
+    """The track IDs with a tag of the vocabulary: the songs a labeled split can hold."""
+    return {track_id for track_id, tag, _ in tag_rows if tag in TAGS}
 
 
 def render(folder, songs, seconds, workers):

@@ -74,7 +74,6 @@ def _ramp(n, attack, release):
 
 
 _TABLES = {}
-_NOTES = {}
 
 
 def _wavetable(freq, amps):
@@ -100,39 +99,36 @@ PLUCK_DARK = tuple(1 / k ** 2 for k in range(1, 6))
 BASS = (1.0, 0.45, 0.18, 0.08)
 
 
-def note_samples(kind, note, seconds, cache=None):
-    """A cached note of one instrument (`cache`: a dict; by default one shared by the songs this
-    process renders, emptied when it holds 2,048 notes, about 150 MB)."""
-    n = max(16, int(seconds * SAMPLE_RATE))
-    key = (kind, note, n)
-    if cache is None:
-        cache = _NOTES
-        if len(cache) >= 2048:
-            cache.clear()
-    if key not in cache:
-        f = float(midi_hz(note))
-        if kind == "piano":
-            wave = harmonic_tone(f, n, PIANO_BRIGHT, PIANO_DARK, 0.12, 1.4)
-        elif kind == "pluck":
-            wave = harmonic_tone(f, n, PLUCK_BRIGHT, PLUCK_DARK, 0.06, 0.9, attack=0.002)
-        elif kind == "power":  # guitar through an amp (distortion is applied to the layer)
-            wave = harmonic_tone(f, n, SAW, PLUCK_DARK, 0.0, 0.0, attack=0.003, sustain=True)
-        elif kind == "synth":
-            wave = harmonic_tone(f, n, SAW, SQUARE, 0.25, 0.0, attack=0.01, sustain=True)
-        elif kind == "pad":
-            wave = harmonic_tone(f, n, SAW, PLUCK_DARK, 0.0, 0.0, attack=0.4, release=0.4,
-                                 vibrato=0.003, sustain=True)
-        elif kind == "strings":
-            wave = (harmonic_tone(f, n, SAW, SAW, 0.0, 0.0, attack=0.25, release=0.2,
-                                  vibrato=0.004, sustain=True)
-                    + harmonic_tone(f * 1.004, n, SAW, SAW, 0.0, 0.0, attack=0.3, release=0.2,
-                                    vibrato=0.005, sustain=True)) * 0.5
-        elif kind == "bass":
-            wave = harmonic_tone(f, n, BASS, (1.0, 0.2), 0.15, 0.8, attack=0.004)
-        else:
-            raise ValueError(kind)
-        cache[key] = wave
-    return cache[key]
+def note_samples(kind, note, seconds):
+    """One note of one instrument, `seconds` long (cached: `_note`)."""
+    return _note(kind, note, max(16, int(seconds * SAMPLE_RATE)))
+
+
+# Shared by the songs a process renders (their notes repeat); 2,048 notes are about 150 MB.
+@functools.lru_cache(maxsize=2048)
+def _note(kind, note, n):
+    f = float(midi_hz(note))
+    if kind == "piano":
+        wave = harmonic_tone(f, n, PIANO_BRIGHT, PIANO_DARK, 0.12, 1.4)
+    elif kind == "pluck":
+        wave = harmonic_tone(f, n, PLUCK_BRIGHT, PLUCK_DARK, 0.06, 0.9, attack=0.002)
+    elif kind == "power":  # guitar through an amp (distortion is applied to the layer)
+        wave = harmonic_tone(f, n, SAW, PLUCK_DARK, 0.0, 0.0, attack=0.003, sustain=True)
+    elif kind == "synth":
+        wave = harmonic_tone(f, n, SAW, SQUARE, 0.25, 0.0, attack=0.01, sustain=True)
+    elif kind == "pad":
+        wave = harmonic_tone(f, n, SAW, PLUCK_DARK, 0.0, 0.0, attack=0.4, release=0.4,
+                             vibrato=0.003, sustain=True)
+    elif kind == "strings":
+        wave = (harmonic_tone(f, n, SAW, SAW, 0.0, 0.0, attack=0.25, release=0.2,
+                              vibrato=0.004, sustain=True)
+                + harmonic_tone(f * 1.004, n, SAW, SAW, 0.0, 0.0, attack=0.3, release=0.2,
+                                vibrato=0.005, sustain=True)) * 0.5
+    elif kind == "bass":
+        wave = harmonic_tone(f, n, BASS, (1.0, 0.2), 0.15, 0.8, attack=0.004)
+    else:
+        raise ValueError(kind)
+    return wave
 
 
 def place(buffer, wave, start, gain):
