@@ -75,6 +75,8 @@ def parse_args():
                    help="students' batch, labeled and pseudo-labeled crops together (default: "
                    "--batch-size, the teacher's crops per step)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--kd-lr", type=float, help="the KD student's learning rate (default: --lr)")
+    p.add_argument("--ke-lr", type=float, help="the KE student's learning rate (default: --lr)")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--select-by", default="valid_loss",
                    choices=["valid_loss", "valid_roc_auc", "valid_pr_auc", "valid_auc"],
@@ -197,7 +199,7 @@ def prepare_demo(args, demo_seed: int) -> Path:
 
 def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None = None,
           labeled_of: Path | None = None, train_tsv: Path | None = None, extra_mels=(),
-          teacher: Path | None = None):
+          teacher: Path | None = None, lr: float | None = None):
     split, mels = root / "split", root / "mels"
     train_tsv = train_tsv or labeled_train(root, args.labeled_share)
     command = ["train", "--train", str(train_tsv), "--valid", str(split / "valid.tsv"),
@@ -206,7 +208,7 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                "--conv-channels", str(c_d[0]), "--width", str(c_d[1]), "--heads", str(args.heads),
                "--crop-seconds", str(args.crop_seconds),
                "--batch-size", str(args.student_batch_size if student_of else args.batch_size),
-               "--lr", str(args.lr), "--max-epochs", str(args.max_epochs),
+               "--lr", str(lr or args.lr), "--max-epochs", str(args.max_epochs),
                "--patience", str(args.patience), "--steps-per-epoch", str(args.steps_per_epoch),
                "--select-by", args.select_by,
                "--lr-decay", str(args.lr_decay), "--lr-patience", str(args.lr_patience),
@@ -314,7 +316,9 @@ def student_key(args) -> str:
             + (f"_pw{args.pseudo_weight:g}" if args.pseudo_weight != 1 else "")
             + ("_trust" if args.pseudo_tag_weights != "none" else "")
             + (f"_{args.pseudo_targets}" if args.pseudo_targets != "song" else "")
-            + (f"_T{args.pseudo_temperature:g}" if args.pseudo_temperature != 1 else ""))
+            + (f"_T{args.pseudo_temperature:g}" if args.pseudo_temperature != 1 else "")
+            + "".join(f"_{name}lr{getattr(args, name + '_lr'):g}" for name in ("kd", "ke")
+                      if getattr(args, name + "_lr") not in (None, args.lr)))
 
 
 def pseudo_label(args, teacher: Path, mels: Path, out: Path) -> Path:
@@ -358,7 +362,7 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
     for name in args.students:
         out = student_runs / name
         checkpoints[name] = (train(args, root, out, seed, getattr(args, name), labels, labeled,
-                                   teacher=teacher), out)
+                                   teacher=teacher, lr=getattr(args, f"{name}_lr")), out)
     for round_ in range(2, args.rounds + 1):  # each student is its own next teacher
         for name in args.students:
             previous, previous_out = checkpoints[name if round_ == 2 else f"{name}{round_ - 1}"]
@@ -366,7 +370,8 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
                                         previous_out / f"pseudo_labels_c{args.pseudo_chunks}.h5")
             out = student_runs / f"{name}_round{round_}"
             checkpoints[f"{name}{round_}"] = (train(args, root, out, seed, getattr(args, name),
-                                                    round_labels, teacher=previous), out)
+                                                    round_labels, teacher=previous,
+                                                    lr=getattr(args, f"{name}_lr")), out)
     if args.with_oracle is not None and (not args.with_oracle or seed in args.with_oracle):
         out = teacher_runs / "oracle"
         checkpoints["oracle"] = (train(args, root, out, seed, args.teacher,
@@ -436,7 +441,7 @@ def main():
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
-              f"{args.batch_size}, lr {args.lr}, {args.steps_per_epoch} steps/epoch, <= "
+              f"{args.batch_size}, lr {args.lr} (KD {args.kd_lr or args.lr}, KE {args.ke_lr or args.lr}), {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
               f"{args.lr_patience} epochs without progress, weight EMA {args.ema_decay}; "
               f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, "
