@@ -60,3 +60,22 @@ def test_student_run_reports_paired_intervals_the_oracle_on_test_and_a_figure(tm
     last = dict(pair.split("=") for pair in result.stdout.strip().splitlines()[-1].split())
     assert {"ke_gain_roc_auc", "oracle_gain_pr_auc", "runs"} <= last.keys()
     assert "per run, model - teacher on the same test songs" in result.stdout
+
+
+def test_a_students_own_learning_rate_keeps_its_runs_apart(monkeypatch):
+    """--kd-lr / --ke-lr: the students' runs are cached by their rate (a run at another rate is
+    never reused), and a rate equal to --lr is the default's own cache."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import semi_supervised as bench
+
+    def key(*flags):
+        monkeypatch.setattr(sys, "argv", ["semi_supervised.py", *flags])
+        args = bench.parse_args()
+        return bench.teacher_key(args), bench.student_key(args)
+
+    default = key()
+    assert key("--kd-lr", "0.002") == (default[0], default[1] + "_kdlr0.002")
+    assert key("--ke-lr", "0.002") == (default[0], default[1] + "_kelr0.002")
+    assert key("--kd-lr", "0.001") == default  # the --lr default itself
+    assert len({key("--kd-lr", "0.002")[1], key("--kd-lr", "0.003")[1],
+                key("--kd-lr", "0.002", "--ke-lr", "0.002")[1]}) == 3
