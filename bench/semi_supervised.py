@@ -455,7 +455,10 @@ def main():
     chains = [(args, roots[d], d, seed) for d in args.demo_seeds for seed in args.seeds]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run_chain, *zip(*chains)))
-    (args.work / f"results_{tag}{'_oracle' if args.oracle else ''}.json").write_text(
+    # named by the chains too: a run over other seeds or students must not overwrite this one
+    chains_name = (f"_demo{'-'.join(map(str, args.demo_seeds))}_seeds{'-'.join(map(str, args.seeds))}"
+                   f"_{'-'.join(args.students) or 'nostudents'}")
+    (args.work / f"results_{tag}{chains_name}{'_oracle' if args.oracle else ''}.json").write_text(
         json.dumps(results, indent=1))
 
     minutes = (time.perf_counter() - started) / 60
