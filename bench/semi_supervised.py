@@ -441,7 +441,8 @@ def main():
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
-              f"{args.batch_size}, lr {args.lr} (KD {args.kd_lr or args.lr}, KE {args.ke_lr or args.lr}), {args.steps_per_epoch} steps/epoch, <= "
+              f"{args.batch_size}, lr {args.lr} (KD {args.kd_lr or args.lr}, KE "
+              f"{args.ke_lr or args.lr}), {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
               f"{args.lr_patience} epochs without progress, weight EMA {args.ema_decay}; "
               f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, "
@@ -456,8 +457,8 @@ def main():
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run_chain, *zip(*chains)))
     # named by the chains too: a run over other seeds or students must not overwrite this one
-    chains_name = (f"_demo{'-'.join(map(str, args.demo_seeds))}_seeds{'-'.join(map(str, args.seeds))}"
-                   f"_{'-'.join(args.students) or 'nostudents'}")
+    chains_name = (f"_demo{'-'.join(map(str, args.demo_seeds))}"
+                   f"_seeds{'-'.join(map(str, args.seeds))}_{'-'.join(args.students) or 'nostudents'}")
     (args.work / f"results_{tag}{chains_name}{'_oracle' if args.oracle else ''}.json").write_text(
         json.dumps(results, indent=1))
 
