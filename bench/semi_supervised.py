@@ -306,6 +306,11 @@ def teacher_key(args) -> str:
             f"{args.noise_prob}_{args.teacher_dropout}_{args.teacher_drop_path}")
 
 
+def student_lr(args, name: str) -> float:
+    """A student's learning rate: its own (--kd-lr, --ke-lr) or --lr."""
+    return getattr(args, f"{name}_lr") or args.lr
+
+
 def student_key(args) -> str:
     return (f"kd{args.kd[0]}x{args.kd[1]}_ke{args.ke[0]}x{args.ke[1]}_{args.noise}_"
             f"{args.noise_prob}_{args.student_dropout}_{args.student_drop_path}_"
@@ -317,8 +322,8 @@ def student_key(args) -> str:
             + ("_trust" if args.pseudo_tag_weights != "none" else "")
             + (f"_{args.pseudo_targets}" if args.pseudo_targets != "song" else "")
             + (f"_T{args.pseudo_temperature:g}" if args.pseudo_temperature != 1 else "")
-            + "".join(f"_{name}lr{getattr(args, name + '_lr'):g}" for name in ("kd", "ke")
-                      if getattr(args, name + "_lr") not in (None, args.lr)))
+            + "".join(f"_{name}lr{student_lr(args, name):g}" for name in ("kd", "ke")
+                      if student_lr(args, name) != args.lr))
 
 
 def pseudo_label(args, teacher: Path, mels: Path, out: Path) -> Path:
@@ -362,7 +367,7 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
     for name in args.students:
         out = student_runs / name
         checkpoints[name] = (train(args, root, out, seed, getattr(args, name), labels, labeled,
-                                   teacher=teacher, lr=getattr(args, f"{name}_lr")), out)
+                                   teacher=teacher, lr=student_lr(args, name)), out)
     for round_ in range(2, args.rounds + 1):  # each student is its own next teacher
         for name in args.students:
             previous, previous_out = checkpoints[name if round_ == 2 else f"{name}{round_ - 1}"]
@@ -371,7 +376,7 @@ def run_chain(args, root: Path, demo_seed: int, seed: int) -> dict:
             out = student_runs / f"{name}_round{round_}"
             checkpoints[f"{name}{round_}"] = (train(args, root, out, seed, getattr(args, name),
                                                     round_labels, teacher=previous,
-                                                    lr=getattr(args, f"{name}_lr")), out)
+                                                    lr=student_lr(args, name)), out)
     if args.with_oracle is not None and (not args.with_oracle or seed in args.with_oracle):
         out = teacher_runs / "oracle"
         checkpoints["oracle"] = (train(args, root, out, seed, args.teacher,
@@ -441,8 +446,8 @@ def main():
     started = time.perf_counter()
     recipe = (f"teacher C{args.teacher[0]}/D{args.teacher[1]}, KD C{args.kd[0]}/D{args.kd[1]}, "
               f"KE C{args.ke[0]}/D{args.ke[1]}, {args.heads} heads; crop {args.crop_seconds} s, batch "
-              f"{args.batch_size}, lr {args.lr} (KD {args.kd_lr or args.lr}, KE "
-              f"{args.ke_lr or args.lr}), {args.steps_per_epoch} steps/epoch, <= "
+              f"{args.batch_size}, lr {args.lr} (KD {student_lr(args, 'kd')}, KE "
+              f"{student_lr(args, 'ke')}), {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
               f"{args.lr_patience} epochs without progress, weight EMA {args.ema_decay}; "
               f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, "
