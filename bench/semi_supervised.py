@@ -103,6 +103,8 @@ def parse_args():
     p.add_argument("--teacher-drop-path", type=float, default=0.1)
     p.add_argument("--label-blend", type=float, default=0.0,
                    help="students: labeled targets blended with the teacher's predictions")
+    p.add_argument("--init-from-teacher", choices=["none", "frontend"], default="none",
+                   help="students: start the CNN front end from the teacher's")
     p.add_argument("--pseudo-mode", choices=["soft", "hard", "threshold"], default="soft")
     p.add_argument("--pseudo-threshold", type=float, default=0.5)
     p.add_argument("--pseudo-temperature", type=float, default=1.0)
@@ -225,8 +227,11 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                     "--pseudo-weight", str(args.pseudo_weight),
                     "--pseudo-tag-weights", args.pseudo_tag_weights,
                     "--pseudo-temperature", str(args.pseudo_temperature)]
-        if args.pseudo_tag_weights != "none" or args.pseudo_targets != "song":
+        if (args.pseudo_tag_weights != "none" or args.pseudo_targets != "song"
+                or args.init_from_teacher != "none"):
             command += ["--teacher-checkpoint", str(teacher)]
+        if args.init_from_teacher != "none":
+            command += ["--init-from-teacher", args.init_from_teacher]
         if args.pseudo_targets != "song":
             command += ["--pseudo-targets", args.pseudo_targets]
         if labeled_of is not None:
@@ -322,6 +327,7 @@ def student_key(args) -> str:
             + ("_trust" if args.pseudo_tag_weights != "none" else "")
             + (f"_{args.pseudo_targets}" if args.pseudo_targets != "song" else "")
             + (f"_T{args.pseudo_temperature:g}" if args.pseudo_temperature != 1 else "")
+            + ("_init-frontend" if args.init_from_teacher == "frontend" else "")
             + "".join(f"_{name}lr{student_lr(args, name):g}" for name in ("kd", "ke")
                       if student_lr(args, name) != args.lr))
 
@@ -451,7 +457,8 @@ def main():
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
               f"{args.lr_patience} epochs without progress, weight EMA {args.ema_decay}; "
               f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, "
-              f"drop-path {args.student_drop_path}, label blend {args.label_blend}; teacher noise "
+              f"drop-path {args.student_drop_path}, label blend {args.label_blend}, front end from "
+              f"{'the teacher' if args.init_from_teacher == 'frontend' else 'scratch'}; teacher noise "
               f"{args.teacher_noise}, dropout {args.teacher_dropout}, drop-path "
               f"{args.teacher_drop_path}")
     print(f"recipe: {recipe}", file=sys.stderr)

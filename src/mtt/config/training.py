@@ -117,6 +117,11 @@ class TrainConfig(OptionSet):
         "crop_noised: the teacher sees the noised crop too", group=STUDENT,
         choices=("song", "crop", "crop_noised"), config=STUDENT_OPTIONS,
         when=_students_only("song"), older="song")
+    init_from_teacher: str = option(
+        "none", "frontend: start the CNN front end from the teacher's (--teacher-checkpoint), "
+        "every tensor whose name and shape match; none: from scratch", group=STUDENT,
+        choices=("none", "frontend"), config=STUDENT_OPTIONS, when=_students_only("none"),
+        older="none")
     label_blend: float = option(
         0.0, "labeled targets = (1 - B) * labels + B * teacher predictions (default 0: the "
         "labels alone)", group=STUDENT, allowed="[0, 1]", config=STUDENT_OPTIONS, older=0.0)

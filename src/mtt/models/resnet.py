@@ -29,6 +29,7 @@ class ShortChunkResNet(nn.Module):
     """(batch, 128, frames) dB log-mel -> (batch, n_tags) logits."""
 
     kind = "resnet"
+    frontend_prefixes = ("spec_bn.", "layers.")  # the convolutions (--init-from-teacher)
     default_crop_seconds = 3.69
 
     def __init__(self, n_tags=50, channels=128, dropout=0.5, n_mels=128):

@@ -134,6 +134,7 @@ class MusicTaggingTransformer(nn.Module):
     """(batch, 128, frames) dB log-mel -> (batch, n_tags) logits."""
 
     kind = "transformer"
+    frontend_prefixes = ("frontend.",)  # the CNN front end's tensors (--init-from-teacher)
     default_crop_seconds = 10.0
 
     def __init__(self, n_tags=50, conv_channels=128, width=256, layers=4, heads=8, dropout=0.1,

@@ -87,6 +87,10 @@ def check_options(config: TrainConfig, files: TrainFiles) -> None:
     if config.pseudo_tag_weights != "none" and not (files.pseudo_labels and
                                                     files.teacher_checkpoint):
         raise ValueError("--pseudo-tag-weights needs --pseudo-labels and --teacher-checkpoint")
+    if config.init_from_teacher != "none" and not (files.pseudo_labels and
+                                                   files.teacher_checkpoint):
+        raise ValueError(f"--init-from-teacher {config.init_from_teacher} needs --pseudo-labels "
+                         "and --teacher-checkpoint")
     if config.label_blend > 0 and not files.labeled_pseudo_labels:
         raise ValueError("--label-blend needs --labeled-pseudo-labels")
 

@@ -25,6 +25,7 @@ from .processes import Processes
 from .schedule import WarmupPlateauLR
 from .state import RunState, selection_score
 from .validation import validate
+from .warm_start import copy_teacher_frontend
 
 LOG_EVERY = 50  # steps between reads of the running training loss (a host-device sync on a GPU)
 
@@ -58,6 +59,8 @@ class Trainer:
             raise ValueError(f"{files.tags}: no tags")
         self.model, self.precision, self.frames = build_run_model(config, len(self.tags),
                                                                   self.device, rank)
+        if config.init_from_teacher == "frontend":
+            copy_teacher_frontend(self.model, files.teacher_checkpoint)
         noise_kinds = config.noise_kinds(files.is_student)
         self.identity = config.identity(
             files.is_student, model_config=self.model.config, tags=self.tags,
