@@ -184,6 +184,16 @@ def test_threshold_mode_with_its_threshold_plans_and_reaches_mtt_train(tmp_path)
     assert "--seconds 1" in result.stdout
 
 
+def test_a_student_started_from_its_teachers_front_end_is_given_the_teachers_checkpoint(tmp_path):
+    result = dry_run(tmp_path, "noisy_student:\n  students:\n    kd: {init_from_teacher: frontend}\n",
+                     "-p")
+    assert result.returncode == 0, result.stdout + result.stderr
+    kd, ke = (re.search(rf"^Shell command: (.* --out results/models/student_{name} .*?) >",
+                        result.stdout, re.M).group(1) for name in ("kd", "ke"))
+    assert (" --teacher-checkpoint results/models/teacher/best.ckpt " in kd
+            and " --init-from-teacher frontend " in kd + " ")
+    assert "--teacher-checkpoint" not in ke and "--init-from-teacher" not in ke
+
 # A value for every option the config sets: the TrainConfig fields of the schema's train_options
 # and student_options (the test asserts it, so a new option needs a value here).
 TRAIN_OPTION_VALUES = {
@@ -196,7 +206,7 @@ TRAIN_OPTION_VALUES = {
 STUDENT_OPTION_VALUES = {
     "labeled_ratio": 0.25, "pseudo_weight": 0.5, "pseudo_mode": "threshold",
     "pseudo_threshold": 0.7, "pseudo_temperature": 0.5, "pseudo_tag_weights": "teacher_valid_auc",
-    "pseudo_targets": "crop", "label_blend": 0.3}
+    "pseudo_targets": "crop", "init_from_teacher": "frontend", "label_blend": 0.3}
 
 
 def test_every_training_option_in_the_config_reaches_mtt_train(tmp_path):

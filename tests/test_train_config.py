@@ -125,11 +125,11 @@ def test_the_run_identity_is_the_one_last_ckpt_files_hold():
         "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode", "pseudo_threshold",
         "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience", "label_blend",
         "ema_decay", "select_by", "precision", "pseudo_tag_weights", "pseudo_targets",
-        "pseudo_temperature"])
+        "pseudo_temperature", "init_from_teacher"])
     assert IDENTITY_DEFAULTS == {
         "lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0,
         "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none",
-        "pseudo_targets": "song", "pseudo_temperature": 1.0}
+        "pseudo_targets": "song", "pseudo_temperature": 1.0, "init_from_teacher": "none"}
     resolved = {"model_config": {"n_tags": 4, "width": 16}, "tags": ["a", "b", "c", "d"],
                 "crop_frames": 44, "precision": "fp32"}
     teacher = TrainConfig().identity(False, noise=[], **resolved)
@@ -139,7 +139,7 @@ def test_the_run_identity_is_the_one_last_ckpt_files_hold():
         "pseudo_mode": None, "pseudo_threshold": None, "noise": [], "noise_prob": 0.5,
         "warmup_steps": 0, "lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0,
         "ema_decay": 0.0, "select_by": "valid_loss", "pseudo_tag_weights": "none",
-        "pseudo_targets": "song", "pseudo_temperature": 1.0}
+        "pseudo_targets": "song", "pseudo_temperature": 1.0, "init_from_teacher": "none"}
     student = TrainConfig(lr_decay=0.5, pseudo_temperature=0.5, max_epochs=3).identity(
         True, noise=list(NOISE_KINDS), **resolved)
     assert student == {**teacher, "labeled_ratio": 0.5, "pseudo_weight": 1.0,

@@ -133,10 +133,12 @@ def student_train_options(wildcards):
 
 def teacher_checkpoint(wildcards):
     """A student's teacher checkpoint, when its options read it (pseudo_targets crop or
-    crop_noised, pseudo_tag_weights teacher_valid_auc); none otherwise."""
+    crop_noised, pseudo_tag_weights teacher_valid_auc, init_from_teacher frontend); none
+    otherwise."""
     options = PLAN.model_options(wildcards.student)
     if options.get("pseudo_targets", "song") == "song" and \
-            options.get("pseudo_tag_weights", "none") == "none":
+            options.get("pseudo_tag_weights", "none") == "none" and \
+            options.get("init_from_teacher", "none") == "none":
         return []
     return [f"{model_dir(PLAN.teacher_of(wildcards.student))}/best.ckpt"]
 
