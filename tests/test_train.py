@@ -557,3 +557,29 @@ def test_crop_targets_need_the_teacher(toy, tmp_path, capsys):
     assert main(args) == 2
     assert "--pseudo-targets crop needs --pseudo-labels and --teacher-checkpoint" in \
         capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_student_from_its_teachers_front_end_starts_with_its_convolutions(
+        toy, teacher, pseudo_labels, tmp_path, capsys):
+    """--init-from-teacher frontend: the student's first step starts from the teacher's
+    convolutions and batch-norm statistics; the run records the option and finishes."""
+    import argparse
+    from mtt.config import TrainConfig
+    from mtt.training.command import TrainFiles, Trainer, add_arguments
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = train_args(toy, tmp_path / "s", "--max-epochs", "1", "--steps-per-epoch", "1",
+                      "--pseudo-labels", str(pseudo_labels), "--unlabeled-mels",
+                      str(toy / "unlabeled.h5"), "--init-from-teacher", "frontend",
+                      "--teacher-checkpoint", str(teacher / "best.ckpt"))
+    trainer = Trainer(*(lambda a: (TrainConfig.from_args(a), TrainFiles.from_args(a)))(
+        parser.parse_args(args[1:])))
+    teacher_model, _ = load_checkpoint(teacher / "best.ckpt")
+    source, student = teacher_model.state_dict(), trainer.model.state_dict()
+    for name in ("frontend.layer1.conv_1.weight", "frontend.layer3.bn_2.running_var"):
+        assert torch.equal(student[name], source[name]), name
+    assert "front end from" in capsys.readouterr().err
+    assert main(args) == 0
+    last = torch.load(tmp_path / "s" / "last.ckpt", weights_only=True)
+    assert last["identity"]["init_from_teacher"] == "frontend"

@@ -60,7 +60,8 @@ class Trainer:
         self.model, self.precision, self.frames = build_run_model(config, len(self.tags),
                                                                   self.device, rank)
         if config.init_from_teacher == "frontend":
-            copy_teacher_frontend(self.model, files.teacher_checkpoint)
+            copied = copy_teacher_frontend(self.model, files.teacher_checkpoint)
+            self.processes.log(f"front end from {files.teacher_checkpoint}: {len(copied)} tensors")
         noise_kinds = config.noise_kinds(files.is_student)
         self.identity = config.identity(
             files.is_student, model_config=self.model.config, tags=self.tags,
