@@ -194,6 +194,7 @@ def test_a_student_started_from_its_teachers_front_end_is_given_the_teachers_che
             and " --init-from-teacher frontend " in kd + " ")
     assert "--teacher-checkpoint" not in ke and "--init-from-teacher" not in ke
 
+
 # A value for every option the config sets: the TrainConfig fields of the schema's train_options
 # and student_options (the test asserts it, so a new option needs a value here).
 TRAIN_OPTION_VALUES = {

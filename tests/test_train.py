@@ -573,8 +573,8 @@ def test_a_student_from_its_teachers_front_end_starts_with_its_convolutions(
                       "--pseudo-labels", str(pseudo_labels), "--unlabeled-mels",
                       str(toy / "unlabeled.h5"), "--init-from-teacher", "frontend",
                       "--teacher-checkpoint", str(teacher / "best.ckpt"))
-    trainer = Trainer(*(lambda a: (TrainConfig.from_args(a), TrainFiles.from_args(a)))(
-        parser.parse_args(args[1:])))
+    parsed = parser.parse_args(args[1:])
+    trainer = Trainer(TrainConfig.from_args(parsed), TrainFiles.from_args(parsed))
     teacher_model, _ = load_checkpoint(teacher / "best.ckpt")
     source, student = teacher_model.state_dict(), trainer.model.state_dict()
     for name in ("frontend.layer1.conv_1.weight", "frontend.layer3.bn_2.running_var"):

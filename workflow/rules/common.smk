@@ -7,7 +7,8 @@ from jsonschema import ValidationError
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from mtt.config import SPLIT_SETS, ConfigError, WorkflowPlan, check_workflow_config
+from mtt.config import (SPLIT_SETS, ConfigError, TrainConfig, WorkflowPlan,
+                        check_workflow_config)
 from mtt.datasets import DEMO_SPLIT, FORMATS, SPLIT_OPTIONS
 
 
@@ -132,13 +133,9 @@ def student_train_options(wildcards):
 
 
 def teacher_checkpoint(wildcards):
-    """A student's teacher checkpoint, when its options read it (pseudo_targets crop or
-    crop_noised, pseudo_tag_weights teacher_valid_auc, init_from_teacher frontend); none
-    otherwise."""
-    options = PLAN.model_options(wildcards.student)
-    if options.get("pseudo_targets", "song") == "song" and \
-            options.get("pseudo_tag_weights", "none") == "none" and \
-            options.get("init_from_teacher", "none") == "none":
+    """A student's teacher checkpoint, when its options read it (`TrainConfig.teacher_readers`:
+    pseudo_targets crop or crop_noised, pseudo_tag_weights, init_from_teacher); none otherwise."""
+    if not TrainConfig(**PLAN.model_options(wildcards.student)).teacher_readers():
         return []
     return [f"{model_dir(PLAN.teacher_of(wildcards.student))}/best.ckpt"]
 

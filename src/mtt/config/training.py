@@ -150,6 +150,15 @@ class TrainConfig(OptionSet):
             raise ValueError(f"--{refused[0].replace('_', '-')} does not apply to the "
                              f"{self.model}")
 
+    def teacher_readers(self) -> list:
+        """The options set here that read the teacher's checkpoint (`--teacher-checkpoint`),
+        as flags: what `mtt train` requires it for, and what makes the workflow pass it."""
+        return ([f"--pseudo-targets {self.pseudo_targets}"] if self.pseudo_targets != "song"
+                else []) + \
+            (["--pseudo-tag-weights"] if self.pseudo_tag_weights != "none" else []) + \
+            ([f"--init-from-teacher {self.init_from_teacher}"]
+             if self.init_from_teacher != "none" else [])
+
     # ------------------------------------------------------------------------ the model
 
     def model_config(self) -> dict:

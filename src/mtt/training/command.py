@@ -81,16 +81,9 @@ def check_options(config: TrainConfig, files: TrainFiles) -> None:
     config.check(student=files.is_student)
     if files.unlabeled_mels and not files.pseudo_labels:
         raise ValueError("--unlabeled-mels needs --pseudo-labels")
-    if config.pseudo_targets != "song" and not (files.pseudo_labels and files.teacher_checkpoint):
-        raise ValueError(f"--pseudo-targets {config.pseudo_targets} needs --pseudo-labels and "
-                         "--teacher-checkpoint")
-    if config.pseudo_tag_weights != "none" and not (files.pseudo_labels and
-                                                    files.teacher_checkpoint):
-        raise ValueError("--pseudo-tag-weights needs --pseudo-labels and --teacher-checkpoint")
-    if config.init_from_teacher != "none" and not (files.pseudo_labels and
-                                                   files.teacher_checkpoint):
-        raise ValueError(f"--init-from-teacher {config.init_from_teacher} needs --pseudo-labels "
-                         "and --teacher-checkpoint")
+    if (readers := config.teacher_readers()) and not (files.pseudo_labels and
+                                                      files.teacher_checkpoint):
+        raise ValueError(f"{readers[0]} needs --pseudo-labels and --teacher-checkpoint")
     if config.label_blend > 0 and not files.labeled_pseudo_labels:
         raise ValueError("--label-blend needs --labeled-pseudo-labels")
 
