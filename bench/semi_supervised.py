@@ -61,7 +61,7 @@ def parse_args():
     p.add_argument("--size", choices=["small", "default"], help="demo size (default: default)")
     p.add_argument("--demo-songs", type=int, help="songs of the demo data (overrides --size)")
     p.add_argument("--demo-seconds", type=float, help="song length in s (overrides --size)")
-    p.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.15, 0.15],
+    p.add_argument("--fractions", type=float, nargs=3, default=list(DEFAULT_FRACTIONS),
                    help="train / valid / test shares of the labeled songs (mtt split)")
     p.add_argument("--demo-seeds", type=int, nargs="+", help="demo-data seeds (default: 0 1)")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2)")
@@ -164,6 +164,27 @@ def demo_name(args) -> str:
     return args.size
 
 
+DEFAULT_FRACTIONS = [0.7, 0.15, 0.15]
+
+
+def split_name(args) -> str:
+    """The folder of a split other than the default one (one demo dataset, several splits)."""
+    if args.fractions == DEFAULT_FRACTIONS:
+        return ""
+    return "fractions_" + "_".join(f"{f:g}" for f in args.fractions)
+
+
+def results_path(args) -> Path:
+    """Where a run's figures go: named by every setting, the split and the chains, so a run over
+    another split, other seeds or other students does not overwrite this one."""
+    return args.work / (f"results_{teacher_key(args)}_{student_key(args)}"
+                        + (f"_{split_name(args)}" if split_name(args) else "")
+                        + f"_demo{'-'.join(map(str, args.demo_seeds))}"
+                        f"_seeds{'-'.join(map(str, args.seeds))}_"
+                        f"{'-'.join(args.students) or 'nostudents'}"
+                        f"{'_oracle' if args.oracle else ''}.json")
+
+
 def prepare_demo(args, demo_seed: int) -> Path:
     """Demo data, split and one mel shard per split; reused when already there."""
     root = args.work / f"demo_{demo_name(args)}_seed{demo_seed}"
@@ -175,9 +196,9 @@ def prepare_demo(args, demo_seed: int) -> Path:
         if args.demo_seconds:
             command += ["--seconds", str(args.demo_seconds)]
         check(mtt(command), "demo-data")
-    fractions = [0.7, 0.15, 0.15]
-    if args.fractions != fractions:
-        root = root / ("fractions_" + "_".join(f"{f:g}" for f in args.fractions))
+    fractions = DEFAULT_FRACTIONS
+    if split_name(args):
+        root = root / split_name(args)
         fractions = args.fractions
         root.mkdir(exist_ok=True)
         if not (root / "raw").exists():
@@ -462,17 +483,12 @@ def main():
               f"{args.teacher_noise}, dropout {args.teacher_dropout}, drop-path "
               f"{args.teacher_drop_path}")
     print(f"recipe: {recipe}", file=sys.stderr)
-    tag = f"{teacher_key(args)}_{student_key(args)}"
     roots = {demo_seed: prepare_demo(args, demo_seed)
              for demo_seed in args.demo_seeds}
     chains = [(args, roots[d], d, seed) for d in args.demo_seeds for seed in args.seeds]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run_chain, *zip(*chains)))
-    # named by the chains too: a run over other seeds or students must not overwrite this one
-    chains_name = (f"_demo{'-'.join(map(str, args.demo_seeds))}"
-                   f"_seeds{'-'.join(map(str, args.seeds))}_{'-'.join(args.students) or 'nostudents'}")
-    (args.work / f"results_{tag}{chains_name}{'_oracle' if args.oracle else ''}.json").write_text(
-        json.dumps(results, indent=1))
+    results_path(args).write_text(json.dumps(results, indent=1))
 
     minutes = (time.perf_counter() - started) / 60
     if args.oracle:

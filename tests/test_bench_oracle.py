@@ -1,4 +1,5 @@
 """bench/semi_supervised.py --oracle: the regime measured before any student exists."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -8,6 +9,30 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("semi_supervised",
+                                                  ROOT / "bench" / "semi_supervised.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_runs_over_two_splits_of_the_same_chains_keep_their_own_results(monkeypatch, tmp_path):
+    """Two splits of one demo dataset share every key but the split: their results files (and
+    split folders) must differ, or the second run overwrites the first one's figures."""
+    bench = load_bench()
+    common = ["--work", str(tmp_path), "--demo-seeds", "21", "--seeds", "0"]
+    monkeypatch.setattr(sys, "argv", ["semi_supervised.py", *common])
+    default = bench.parse_args()
+    monkeypatch.setattr(sys, "argv", ["semi_supervised.py", *common,
+                                      "--fractions", "0.03125", "0.25", "0.71875"])
+    halved = bench.parse_args()
+    assert bench.split_name(default) == ""
+    assert bench.split_name(halved) == "fractions_0.03125_0.25_0.71875"
+    assert bench.results_path(default) != bench.results_path(halved)
+    assert bench.results_path(halved).parent == tmp_path
 
 
 @pytest.mark.slow
