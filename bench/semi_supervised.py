@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from mtt.cli import main as mtt
+from mtt.config import TrainConfig
 from mtt.datasets import DEMO_SPLIT
 from mtt.demo import TAGS, make_catalogue, observe_all
 from mtt.formats.evaluation_folder import read_predictions
@@ -248,8 +249,9 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                     "--pseudo-weight", str(args.pseudo_weight),
                     "--pseudo-tag-weights", args.pseudo_tag_weights,
                     "--pseudo-temperature", str(args.pseudo_temperature)]
-        if (args.pseudo_tag_weights != "none" or args.pseudo_targets != "song"
-                or args.init_from_teacher != "none"):
+        if TrainConfig(pseudo_targets=args.pseudo_targets,
+                       pseudo_tag_weights=args.pseudo_tag_weights,
+                       init_from_teacher=args.init_from_teacher).teacher_readers():
             command += ["--teacher-checkpoint", str(teacher)]
         if args.init_from_teacher != "none":
             command += ["--init-from-teacher", args.init_from_teacher]
