@@ -87,6 +87,12 @@ def parse_args():
     p.add_argument("--lr-decay", type=float, default=1.0,
                    help="learning-rate factor on a validation plateau (1: constant rate)")
     p.add_argument("--lr-patience", type=int, default=3)
+    p.add_argument("--teacher-anneal-epochs", type=int, default=0,
+                   help="teachers (and the oracle): the learning rate annealed linearly to 0 "
+                   "over this many epochs (mtt train --lr-anneal-epochs; 0: a constant rate)")
+    p.add_argument("--student-anneal-epochs", type=int, default=0,
+                   help="students: the learning rate annealed linearly to 0 over this many "
+                   "epochs (0: a constant rate)")
     p.add_argument("--ema-decay", type=float, default=0.99,
                    help="every model validated and kept as a moving average of its weights, "
                    "updated every step (0: the raw weights)")
@@ -239,6 +245,9 @@ def train(args, root: Path, out: Path, seed: int, c_d, student_of: Path | None =
                "--ema-decay", str(args.ema_decay),
                "--valid-chunks", str(args.valid_chunks), "--seed", str(seed), "--device", "cpu",
                "--threads", "1"]
+    anneal = args.student_anneal_epochs if student_of is not None else args.teacher_anneal_epochs
+    if anneal:
+        command += ["--lr-anneal-epochs", str(anneal)]
     if student_of is not None:
         command += ["--pseudo-labels", str(student_of), "--unlabeled-mels",
                     str(mels / "student.h5"), "--noise", args.noise,
@@ -331,7 +340,8 @@ def teacher_key(args) -> str:
     """Runs are cached by what determines them: a teacher by the shared and teacher settings,
     students additionally by the student settings (so student variants reuse their teacher)."""
     return (f"{shared_key(args)}_t{args.teacher[0]}x{args.teacher[1]}_{args.teacher_noise}_"
-            f"{args.noise_prob}_{args.teacher_dropout}_{args.teacher_drop_path}")
+            f"{args.noise_prob}_{args.teacher_dropout}_{args.teacher_drop_path}"
+            + (f"_anneal{args.teacher_anneal_epochs}" if args.teacher_anneal_epochs else ""))
 
 
 def student_lr(args, name: str) -> float:
@@ -351,6 +361,7 @@ def student_key(args) -> str:
             + (f"_{args.pseudo_targets}" if args.pseudo_targets != "song" else "")
             + (f"_T{args.pseudo_temperature:g}" if args.pseudo_temperature != 1 else "")
             + ("_init-frontend" if args.init_from_teacher == "frontend" else "")
+            + (f"_anneal{args.student_anneal_epochs}" if args.student_anneal_epochs else "")
             + "".join(f"_{name}lr{student_lr(args, name):g}" for name in ("kd", "ke")
                       if student_lr(args, name) != args.lr))
 
@@ -478,7 +489,9 @@ def main():
               f"{args.batch_size}, lr {args.lr} (KD {student_lr(args, 'kd')}, KE "
               f"{student_lr(args, 'ke')}), {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
-              f"{args.lr_patience} epochs without progress, weight EMA {args.ema_decay}; "
+              f"{args.lr_patience} epochs without progress, annealed to 0 over "
+              f"{args.teacher_anneal_epochs or '-'} (teacher) / {args.student_anneal_epochs or '-'} "
+              f"(students) epochs, weight EMA {args.ema_decay}; "
               f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, "
               f"drop-path {args.student_drop_path}, label blend {args.label_blend}, front end from "
               f"{'the teacher' if args.init_from_teacher == 'frontend' else 'scratch'}; teacher noise "

@@ -583,3 +583,40 @@ def test_a_student_from_its_teachers_front_end_starts_with_its_convolutions(
     assert main(args) == 0
     last = torch.load(tmp_path / "s" / "last.ckpt", weights_only=True)
     assert last["identity"]["init_from_teacher"] == "frontend"
+
+
+def test_annealing_takes_the_rate_linearly_to_zero_after_the_warm_up():
+    """--lr-anneal-epochs: after a warm-up of 2 steps, a rate annealed over 4 steps falls by a
+    quarter per step and stays at 0; without it, the rate is the warm-up's alone."""
+    from mtt.training.schedule import WarmupPlateauLR
+
+    def rates(anneal_steps):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        scheduler = WarmupPlateauLR(optimizer, 2, 1.0, 3, anneal_steps)
+        out = []
+        for _ in range(8):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    assert rates(4) == pytest.approx([0.05, 0.1, 0.1, 0.075, 0.05, 0.025, 0.0, 0.0])
+    assert rates(0) == [0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+
+
+@pytest.mark.slow
+def test_an_annealed_run_ends_near_rate_zero_and_resumes_on_its_schedule(toy, tmp_path):
+    """--lr-anneal-epochs 3 over 3 epochs of 4 steps: after epoch e the rate is 1 - 4e / 12 of
+    --lr (the history's lr: the rate the next step takes), 0 at the end; a run stopped after 2
+    epochs and resumed matches it."""
+    options = ["--patience", "50", "--steps-per-epoch", "4", "--lr", "0.01",
+               "--lr-anneal-epochs", "3"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(train_args(toy, straight, "--max-epochs", "3", *options)) == 0
+    lr = [float(r["lr"]) for r in read_history(straight)]
+    assert lr == pytest.approx([0.01 * (1 - 4 * e / 12) for e in (1, 2, 3)], rel=1e-5)  # csv
+    assert main(train_args(toy, resumed, "--max-epochs", "2", *options)) == 0
+    assert main(train_args(toy, resumed, "--max-epochs", "3", *options)) == 0
+    columns = ("train_loss", "valid_loss", "lr")
+    assert ([[row[c] for c in columns] for row in read_history(resumed)]
+            == [[row[c] for c in columns] for row in read_history(straight)])

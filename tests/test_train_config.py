@@ -123,12 +123,13 @@ def test_the_run_identity_is_the_one_last_ckpt_files_hold():
     assert sorted(RUN_IDENTITY) == sorted([
         "model", "model_config", "tags", "seed", "batch_size", "lr", "crop_frames",
         "steps_per_epoch", "labeled_ratio", "pseudo_weight", "pseudo_mode", "pseudo_threshold",
-        "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience", "label_blend",
+        "noise", "noise_prob", "warmup_steps", "lr_decay", "lr_patience", "lr_anneal_epochs",
+        "label_blend",
         "ema_decay", "select_by", "precision", "pseudo_tag_weights", "pseudo_targets",
         "pseudo_temperature", "init_from_teacher"])
     assert IDENTITY_DEFAULTS == {
-        "lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0, "ema_decay": 0.0,
-        "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none",
+        "lr_decay": 1.0, "lr_patience": None, "lr_anneal_epochs": 0, "label_blend": 0.0,
+        "ema_decay": 0.0, "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none",
         "pseudo_targets": "song", "pseudo_temperature": 1.0, "init_from_teacher": "none"}
     resolved = {"model_config": {"n_tags": 4, "width": 16}, "tags": ["a", "b", "c", "d"],
                 "crop_frames": 44, "precision": "fp32"}
@@ -137,7 +138,8 @@ def test_the_run_identity_is_the_one_last_ckpt_files_hold():
         **resolved, "model": "transformer", "seed": 0, "batch_size": 32, "lr": 1e-4,
         "steps_per_epoch": None, "labeled_ratio": None, "pseudo_weight": None,
         "pseudo_mode": None, "pseudo_threshold": None, "noise": [], "noise_prob": 0.5,
-        "warmup_steps": 0, "lr_decay": 1.0, "lr_patience": None, "label_blend": 0.0,
+        "warmup_steps": 0, "lr_decay": 1.0, "lr_patience": None, "lr_anneal_epochs": 0,
+        "label_blend": 0.0,
         "ema_decay": 0.0, "select_by": "valid_loss", "pseudo_tag_weights": "none",
         "pseudo_targets": "song", "pseudo_temperature": 1.0, "init_from_teacher": "none"}
     student = TrainConfig(lr_decay=0.5, pseudo_temperature=0.5, max_epochs=3).identity(

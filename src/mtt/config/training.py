@@ -61,6 +61,10 @@ class TrainConfig(OptionSet):
     lr_patience: int = option(
         3, "epochs without a lower validation loss before the rate decays", group=OPTIMISATION,
         allowed="[1, inf)", when=(lambda config, student: config.lr_decay < 1, None), older=None)
+    lr_anneal_epochs: int = option(
+        0, "decay the rate linearly to 0 over this many epochs' steps, counted after the "
+        "warm-up (a budgeted run: set it to --max-epochs); default 0: no annealing",
+        group=OPTIMISATION, allowed="[0, inf)", older=0)
     ema_decay: float = option(
         0.0, "validate and keep an exponential moving average of the weights, updated every "
         "step with this decay (e.g. 0.98); default 0: the raw weights", group=OPTIMISATION,

@@ -71,7 +71,8 @@ class Trainer:
         self.state = RunState()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scheduler = WarmupPlateauLR(self.optimizer, config.warmup_steps, config.lr_decay,
-                                         config.lr_patience)
+                                         config.lr_patience,
+                                         config.lr_anneal_epochs * len(self.data.plan))
         self.noise = MelNoise(noise_kinds, config.noise_prob, seed=[config.seed, rank])
         self.objective = choose_objective(files.is_student, config, self.noise, self.device,
                                           self.precision, self.data)
@@ -101,7 +102,7 @@ class Trainer:
         while (stopped := self.state.stop_reason(self.config)) is None:
             started = time.perf_counter()
             train_loss = self.train_epoch(self.state.epoch)
-            lr = self.optimizer.param_groups[0]["lr"]  # of the epoch's last step
+            lr = self.optimizer.param_groups[0]["lr"]  # after the epoch: the next step's
             valid = self.validate()  # every rank a share of the songs, every rank the scores
             improved = self._end_epoch(valid)
             rank_rngs = self.processes.gather_rng_states(self.noise)  # for rank 0 to save
