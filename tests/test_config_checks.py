@@ -201,6 +201,7 @@ TRAIN_OPTION_VALUES = {
     "model": "transformer", "preset": "compact_student", "conv_channels": 4, "width": 48,
     "layers": 1, "heads": 4, "dropout": 0.2, "drop_path": 0.05, "crop_seconds": 1.5,
     "batch_size": 4, "lr": 0.002, "warmup_steps": 10, "lr_decay": 0.5, "lr_patience": 2,
+    "lr_anneal_epochs": 3,
     "ema_decay": 0.9, "select_by": "valid_pr_auc", "max_epochs": 3, "patience": 2,
     "steps_per_epoch": 5, "valid_chunks": 3, "workers": 1, "seed": 7, "noise": "paper,shift",
     "noise_prob": 0.3}
