@@ -184,8 +184,9 @@ def split_name(args) -> str:
 def results_path(args) -> Path:
     """Where a run's figures go: named by every setting, the split and the chains, so a run over
     another split, other seeds or other students does not overwrite this one."""
+    split = split_name(args)
     return args.work / (f"results_{teacher_key(args)}_{student_key(args)}"
-                        + (f"_{split_name(args)}" if split_name(args) else "")
+                        + (f"_{split}" if split else "")
                         + f"_demo{'-'.join(map(str, args.demo_seeds))}"
                         f"_seeds{'-'.join(map(str, args.seeds))}_"
                         f"{'-'.join(args.students) or 'nostudents'}"
@@ -204,8 +205,8 @@ def prepare_demo(args, demo_seed: int) -> Path:
             command += ["--seconds", str(args.demo_seconds)]
         check(mtt(command), "demo-data")
     fractions = DEFAULT_FRACTIONS
-    if split_name(args):
-        root = root / split_name(args)
+    if split := split_name(args):
+        root = root / split
         fractions = args.fractions
         root.mkdir(exist_ok=True)
         if not (root / "raw").exists():
@@ -490,8 +491,9 @@ def main():
               f"{student_lr(args, 'ke')}), {args.steps_per_epoch} steps/epoch, <= "
               f"{args.max_epochs} epochs, patience {args.patience}, lr x{args.lr_decay} after "
               f"{args.lr_patience} epochs without progress, annealed to 0 over "
-              f"{args.teacher_anneal_epochs or '-'} (teacher) / {args.student_anneal_epochs or '-'} "
-              f"(students) epochs, weight EMA {args.ema_decay}; "
+              f"{args.teacher_anneal_epochs or '-'} (teacher) / "
+              f"{args.student_anneal_epochs or '-'} (students) epochs, weight EMA "
+              f"{args.ema_decay}; "
               f"student noise {args.noise} p={args.noise_prob}, dropout {args.student_dropout}, "
               f"drop-path {args.student_drop_path}, label blend {args.label_blend}, front end from "
               f"{'the teacher' if args.init_from_teacher == 'frontend' else 'scratch'}; teacher noise "

@@ -129,8 +129,9 @@ def test_the_run_identity_is_the_one_last_ckpt_files_hold():
         "pseudo_temperature", "init_from_teacher"])
     assert IDENTITY_DEFAULTS == {
         "lr_decay": 1.0, "lr_patience": None, "lr_anneal_epochs": 0, "label_blend": 0.0,
-        "ema_decay": 0.0, "select_by": "valid_loss", "precision": "fp32", "pseudo_tag_weights": "none",
-        "pseudo_targets": "song", "pseudo_temperature": 1.0, "init_from_teacher": "none"}
+        "ema_decay": 0.0, "select_by": "valid_loss", "precision": "fp32",
+        "pseudo_tag_weights": "none", "pseudo_targets": "song", "pseudo_temperature": 1.0,
+        "init_from_teacher": "none"}
     resolved = {"model_config": {"n_tags": 4, "width": 16}, "tags": ["a", "b", "c", "d"],
                 "crop_frames": 44, "precision": "fp32"}
     teacher = TrainConfig().identity(False, noise=[], **resolved)
